@@ -1,0 +1,49 @@
+"""Embedding: an aligned 112x112 RGB crop -> a unit-length 128-d float32 vector.
+
+Two embeddings of the same person have a high cosine similarity (their dot
+product, since both have length 1); see FaceEngine for the threshold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.perception.align import CROP_SIZE
+from edge.perception.runtime import ModelError, TfliteModel
+
+
+class Embedder:
+    """SFace (MobileFaceNet-family) on TFLite.
+
+    flip_average: also embed the mirrored crop and average the two, which
+    makes the embedding less sensitive to which way the head is turned.
+    """
+
+    def __init__(self, model: TfliteModel, flip_average: bool = False) -> None:
+        shape = model.input_shape
+        if len(shape) != 4 or shape[1:] != (CROP_SIZE, CROP_SIZE, 3):
+            raise ModelError(f"{model.path} is not a 112x112 RGB face embedder (input {shape})")
+        outputs = model.output_shapes()
+        if len(outputs) != 1 or len(outputs[0]) != 2:
+            raise ModelError(f"{model.path} is not a face embedder (outputs {outputs})")
+        self._model = model
+        self.dimension = outputs[0][1]
+        self.flip_average = flip_average
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """(n, 112, 112, 3) uint8 RGB crops -> (n, D) float32 unit vectors."""
+        out = np.empty((len(crops), self.dimension), np.float32)
+        for i, crop in enumerate(crops):
+            vector = self._raw(crop)
+            if self.flip_average:
+                vector = _unit(vector) + _unit(self._raw(crop[:, ::-1]))
+            out[i] = _unit(vector)
+        return out
+
+    def _raw(self, crop: np.ndarray) -> np.ndarray:
+        return self._model.run(crop[None].astype(np.float32))[0][0]
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector

@@ -1,0 +1,86 @@
+"""Numba kernels for the detector's hot loops: P-Net map decoding and NMS.
+
+Boxes are float32 (n, 4) arrays of (x1, y1, x2, y2) in the project's pixel
+convention (see edge.types). Compiled on first use and cached on disk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+PNET_STRIDE = 2
+PNET_CELL = 12
+
+
+@njit(cache=True, nogil=True)
+def decode_pnet(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: float) -> np.ndarray:
+    """Candidate boxes from one pyramid level of P-Net output.
+
+    prob: (h, w) face probability; reg: (h, w, 4) box offsets as fractions of
+    the 12-pixel cell; scale: the level's resize factor (level = image * scale).
+    Returns (n, 9) float32 rows: x1, y1, x2, y2, score, dx1, dy1, dx2, dy2, with
+    the box in original-image pixels and the offsets still to be applied.
+    """
+    h, w = prob.shape
+    count = 0
+    for y in range(h):
+        for x in range(w):
+            if prob[y, x] >= threshold:
+                count += 1
+    out = np.empty((count, 9), dtype=np.float32)
+    i = 0
+    for y in range(h):
+        for x in range(w):
+            p = prob[y, x]
+            if p >= threshold:
+                out[i, 0] = (PNET_STRIDE * x) / scale
+                out[i, 1] = (PNET_STRIDE * y) / scale
+                out[i, 2] = (PNET_STRIDE * x + PNET_CELL) / scale
+                out[i, 3] = (PNET_STRIDE * y + PNET_CELL) / scale
+                out[i, 4] = p
+                for k in range(4):
+                    out[i, 5 + k] = reg[y, x, k]
+                i += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, use_min: bool) -> np.ndarray:
+    """Greedy non-maximum suppression; indices of the kept boxes, best score first.
+
+    A box is dropped when its overlap with a better kept box exceeds
+    ``threshold``; overlap is intersection over union, or intersection over
+    the smaller box's area when ``use_min`` (used for the final stage, where a
+    box nested inside a larger one is a duplicate).
+    """
+    n = boxes.shape[0]
+    order = np.argsort(-scores, kind="mergesort")
+    areas = np.empty(n, dtype=np.float32)
+    for i in range(n):
+        areas[i] = max(boxes[i, 2] - boxes[i, 0], 0.0) * max(boxes[i, 3] - boxes[i, 1], 0.0)
+    suppressed = np.zeros(n, dtype=np.bool_)
+    keep = np.empty(n, dtype=np.int64)
+    kept = 0
+    for a in range(n):
+        i = order[a]
+        if suppressed[i]:
+            continue
+        keep[kept] = i
+        kept += 1
+        for b in range(a + 1, n):
+            j = order[b]
+            if suppressed[j]:
+                continue
+            iw = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0])
+            ih = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1])
+            if iw <= 0.0 or ih <= 0.0:
+                continue
+            inter = iw * ih
+            if use_min:
+                denom = min(areas[i], areas[j])
+            else:
+                denom = areas[i] + areas[j] - inter
+            if denom > 0.0 and inter / denom > threshold:
+                suppressed[j] = True
+    return keep[:kept]
