@@ -1,0 +1,63 @@
+"""The config file: validated strictly, secrets from the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.config import Config, ConfigError, load_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "edge.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file():
+    assert load_config(None) == Config()
+
+
+def test_reads_values(tmp_path):
+    config = load_config(write(tmp_path, "[recognition]\nmodel_set = 'int8'\nnum_threads = 4\nflip_average = true\n"))
+    assert config.recognition.model_set == "int8"
+    assert config.recognition.num_threads == 4
+    assert config.recognition.flip_average is True
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("[recognition]\nnum_thread = 2\n", "Extra inputs are not permitted"),
+        ("[recognition]\nnum_threads = 0\n", "greater than or equal to 1"),
+        ("[recognition]\nmatch_threshold = 1.5\n", "less than or equal to 1"),
+        ("[recognition]\nmodel_set = 'float64'\n", "must be one of"),
+        ("[recognition]\ndelegate = 'tpu'\n", "delegate"),
+        ("[recognition]\ndetect_thresholds = [0.6, 0.7, 7]\n", "less than or equal to 1"),
+        ("[recognition\n", "not valid TOML"),
+        ("[camera]\n", "Extra inputs"),
+    ],
+)
+def test_bad_config_is_refused_with_the_reason(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_environment_substitution(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGE_TEST_LIB", "/opt/libgpu.so")
+    config = load_config(write(tmp_path, "[recognition]\ngpu_delegate_library = '${EDGE_TEST_LIB}'\n"))
+    assert config.recognition.gpu_delegate_library == "/opt/libgpu.so"
+    monkeypatch.delenv("EDGE_TEST_LIB")
+    with pytest.raises(ConfigError, match="EDGE_TEST_LIB is not set"):
+        load_config(write(tmp_path, "[recognition]\ngpu_delegate_library = '${EDGE_TEST_LIB}'\n"))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_the_shipped_example_config_is_valid():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "firmware_config" / "edge.example.toml"
+    assert load_config(example).recognition.num_threads == 4
