@@ -114,9 +114,10 @@ class FaceEngine:
 def main_face(faces: list[Face], width: int, height: int) -> Face | None:
     """The face a photo is 'of': large and near the centre, over a bystander.
 
-    Each face is scored by its size relative to the image, less its distance
-    from the centre relative to the image diagonal; a big face at the edge still
-    beats a tiny one in the middle.
+    Each face is scored by twice its size less its distance from the centre,
+    both in units of the image diagonal (a pixel of face size outweighs two
+    pixels of distance), so a big face at the edge still beats a tiny one in
+    the middle, and of two similar faces the more central one wins.
     """
     if not faces:
         return None
@@ -126,7 +127,7 @@ def main_face(faces: list[Face], width: int, height: int) -> Face | None:
     def score(face: Face) -> float:
         fx, fy = face.box.center
         offset = math.hypot(fx - cx, fy - cy) / diagonal
-        return face.box.size / diagonal - offset
+        return 2.0 * face.box.size / diagonal - offset
 
     return max(faces, key=score)
 

@@ -133,7 +133,12 @@ class TfliteModel:
         self.path = path
         self.delegated = bool(delegates)
         self._input_shape: tuple[int, ...] | None = None
-        self._interpreter.allocate_tensors()
+        # Models with a free height/width (P-Net) are allocated on first use:
+        # their stored default shape (1x1 pixels) is too small to prepare.
+        signature = self._interpreter.get_input_details()[0]["shape_signature"]
+        if all(int(d) > 0 for d in signature[1:]):
+            self._interpreter.allocate_tensors()
+            self._input_shape = self.input_shape
 
     @staticmethod
     def _delegates(options: RuntimeOptions) -> list[Any]:
@@ -163,10 +168,9 @@ class TfliteModel:
         shape = tuple(int(d) for d in shape)
         if shape == self._input_shape:
             return
-        if shape != self.input_shape:
-            index = self._interpreter.get_input_details()[0]["index"]
-            self._interpreter.resize_tensor_input(index, list(shape), strict=False)
-            self._interpreter.allocate_tensors()
+        index = self._interpreter.get_input_details()[0]["index"]
+        self._interpreter.resize_tensor_input(index, list(shape), strict=False)
+        self._interpreter.allocate_tensors()
         self._input_shape = shape
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
