@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge.perception.detect import DetectorSettings
 from edge.perception.engine import DEFAULT_MATCH_THRESHOLD, FaceEngine
-from edge.perception.modelset import DEFAULT_MODEL_SET, MODEL_SETS, default_models_dir
+from edge.perception.modelset import DEFAULT_MODEL_SET, MODEL_SETS, default_models_dir, model_files, read_manifest
 from edge.perception.runtime import RuntimeOptions
 
 
@@ -58,8 +58,21 @@ class RecognitionConfig(_Strict):
         return value
 
 
+class GalleryConfig(_Strict):
+    """Where the enrolled faces live and how they are stored."""
+
+    path: Path | None = Field(None, description="gallery directory (the CLI's --gallery overrides it)")
+    dtype: Literal["float32", "int8"] = Field(
+        "float32", description="row storage of a new gallery: float32, or int8 with a per-row scale (4x smaller)"
+    )
+    vote: int | None = Field(
+        None, ge=1, le=50, description="identify by a vote of this many nearest samples instead of the best one"
+    )
+
+
 class Config(_Strict):
     recognition: RecognitionConfig = RecognitionConfig()
+    gallery: GalleryConfig = GalleryConfig()
 
 
 def load_config(path: Path | None) -> Config:
@@ -98,6 +111,17 @@ def _substitute_env(value: object, where: str) -> object:
 
         return _ENV_REFERENCE.sub(lookup, value)
     return value
+
+
+def embedding_model_id(config: RecognitionConfig) -> str:
+    """Names the embeddings ``config`` produces, so a gallery never mixes models.
+
+    The embedding model's file name and sha256 (checked against the manifest),
+    plus "+flip" when embeddings are flip-averaged.
+    """
+    files = model_files(config.models_dir or default_models_dir(), config.model_set)
+    digest = read_manifest(files.embed.parent)[files.embed.name]["sha256"]
+    return f"{files.embed.name}:{digest}" + ("+flip" if config.flip_average else "")
 
 
 def open_engine(config: RecognitionConfig) -> FaceEngine:

@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 
 from conftest import FACES
-from edge.cli import EXIT_INPUT, EXIT_OK, EXIT_USAGE, main
+from edge.cli import main
+from edge.cli.common import EXIT_INPUT, EXIT_OK, EXIT_USAGE
 
 
 def run(capsys, *argv):

@@ -1,57 +1,17 @@
-"""The `edge` command: one entry point, one subcommand per job.
-
-Exit status: 0 done; 1 done, but some input could not be used (a photo with
-no face, an unreadable file); 2 bad usage, config or models.
-"""
+"""`edge verify`: is the main subject of photo A the same person as that of photo B?"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from edge.config import ConfigError, Config, load_config
-from edge.imageio import ImageError
-from edge.perception.runtime import DelegateError, ModelError
-
-EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
+from edge.cli.common import EXIT_INPUT, EXIT_OK
+from edge.config import Config, ConfigError
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_config(args.config)
-        return args.handler(args, config)
-    except (ConfigError, ModelError, DelegateError) as exc:
-        print(f"edge: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("edge: interrupted", file=sys.stderr)
-        return 130
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edge", description="Face recognition for the door.")
-    parser.add_argument("--config", type=Path, help="TOML config file (default: built-in defaults)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (add_arguments, handler, help_text) in COMMANDS.items():
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        add_arguments(sub)
-        sub.set_defaults(handler=handler)
-    return parser
-
-
-# --- verify -----------------------------------------------------------------
-
-
-def _verify_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="*", type=Path, metavar="IMAGE", help="two photos to compare")
     p.add_argument("--pairs", type=Path, help="CSV with path_a,path_b[,same] columns")
     p.add_argument("--root", type=Path, default=Path("."), help="folder the CSV paths are relative to")
@@ -60,7 +20,7 @@ def _verify_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="JSON lines instead of text")
 
 
-def _verify(args: argparse.Namespace, config: Config) -> int:
+def run(args: argparse.Namespace, config: Config) -> int:
     from edge.verification import compare, embed_photos, read_pairs
 
     recognition = config.recognition
@@ -123,14 +83,3 @@ def _verify_summary(results, threshold: float, seconds: float, photos: int) -> d
         correct = sum(1 for r, same in labelled if r.same is not None and r.same == same)
         summary["accuracy"] = round(correct / len(labelled), 5)
     return summary
-
-
-CommandSpec = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Config], int], str]
-
-COMMANDS: dict[str, CommandSpec] = {
-    "verify": (_verify_arguments, _verify, "compare the main faces of two photos (or a CSV of pairs)"),
-}
-
-
-if __name__ == "__main__":
-    sys.exit(main())

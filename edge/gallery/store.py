@@ -1,0 +1,548 @@
+"""The gallery: enrolled face embeddings on disk, safe against power cuts.
+
+    gallery = Gallery.create(path, model_id=embedder_sha256)          # the one writer
+    gallery.append(vectors, ["alice", "alice", "bob"], sources=[...])
+    reader = Gallery.open(path, model_id=embedder_sha256)            # any number of readers
+    view = reader.view()      # matrix (N, D), scales, valid: the input of edge.match.top_k
+
+A gallery is a directory:
+
+    gallery.sqlite           metadata (edge.gallery.metadata), WAL mode: the truth about what is committed
+    rows-<generation>.bin    the embedding matrix: header + rows (edge.gallery.fileformat)
+    scales-<generation>.bin  int8 galleries only: one float32 scale per row
+    writer.lock              flock()ed by the process writing (its pid inside)
+
+Embeddings are float32 unit vectors, stored as float32 or as int8 with a
+per-row scale. The store keeps what the caller passes (vector, identity,
+source, quality) and the time added; nothing else.
+
+Crash safety. ``state.row_count`` in SQLite is the only thing that makes
+rows exist. An append writes its rows after the committed ones, fsyncs the
+matrix files, and only then commits one SQLite transaction that inserts the
+rows' metadata and raises row_count (synchronous=FULL: durable when COMMIT
+returns). Killed before that commit, the gallery still says N rows; the
+bytes after row N are garbage that nothing reads and the next append
+overwrites. Killed after it, the rows were on disk before the count that
+covers them. SQLite makes its own transaction atomic. File headers are
+written once, when a file is made, and files are complete before anything
+names them: ``create`` builds the directory under a temporary name and
+renames it; ``compact`` writes the next generation's files, fsyncs them, and
+switches ``state.generation`` in the transaction that renumbers the rows.
+Files of other generations are leftovers, deleted by the next writer.
+
+Writers and readers. One writer at a time holds ``writer.lock`` (flock:
+released even when the process is killed); another gets GalleryLockedError.
+Readers take no lock and do not wait for the writer (SQLite WAL). A reader
+maps the matrix, never reads it whole (a 1M-row gallery opens in
+milliseconds), and on ``refresh()`` (which ``view()`` calls) asks SQLite
+whether anything was committed since (PRAGMA data_version, microseconds);
+if so it rereads the row count and the deleted rows, and remaps when the
+file grew or a compaction switched generations. Only ``check()`` reads and
+verifies every row.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.gallery import metadata
+from edge.gallery.diskio import (
+    acquire_lock,
+    fsync_directory,
+    is_disk_full,
+    remove_tree,
+    write_at,
+    write_new_file,
+)
+from edge.gallery.errors import (
+    ChecksumMismatchError,
+    CorruptGalleryError,
+    DimensionMismatchError,
+    DiskFullError,
+    GalleryError,
+    GalleryNotFoundError,
+    ModelMismatchError,
+)
+from edge.gallery.fileformat import (
+    FORMAT_VERSION,
+    KIND_ROWS,
+    KIND_SCALES,
+    Header,
+    encode_rows,
+    map_file,
+    row_checksums,
+    rows_file,
+    scales_file,
+)
+from edge.gallery.metadata import RowInfo
+
+LOCK_FILE = "writer.lock"
+UNIT_TOLERANCE = 1e-3
+"""Largest accepted | ||v|| - 1 | of an appended embedding: they must be L2-normalised."""
+_CHECK_BATCH = 65536
+"""Rows verified (or copied, by compact) per batch."""
+
+__all__ = ["Gallery", "GalleryView", "RowInfo"]
+
+
+@dataclass(frozen=True, slots=True)
+class GalleryView:
+    """The committed rows 0..count-1 of generation ``generation``, as of one refresh.
+
+    ``matrix`` (count, dim) float32 or int8, read-only, mapped from the file;
+    ``scales`` (count,) float32 for int8 galleries, else None; ``valid``
+    (count,) bool, False for deleted rows, or None when no row is deleted.
+    """
+
+    generation: int
+    matrix: np.ndarray
+    scales: np.ndarray | None
+    valid: np.ndarray | None
+
+    @property
+    def count(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def live_count(self) -> int:
+        return self.count if self.valid is None else int(self.valid.sum())
+
+
+class Gallery:
+    """One gallery directory, open for reading or (one process at a time) for writing."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, lock_fd: int | None) -> None:
+        """Use Gallery.open or Gallery.create."""
+        self.path = path
+        self._db = db
+        self._lock_fd = lock_fd
+        meta = metadata.read_meta(db)
+        try:
+            version = int(meta["format_version"])
+            self.gallery_id = bytes.fromhex(meta["gallery_id"])
+            self.dim = int(meta["dim"])
+            self.dtype = meta["dtype"]
+            self.model_id = meta["model_id"]
+        except (KeyError, ValueError) as exc:
+            raise CorruptGalleryError(f"{path}: metadata incomplete ({exc!r})") from None
+        if version != FORMAT_VERSION:
+            raise GalleryError(f"{path}: format version {version}, this program reads {FORMAT_VERSION}")
+        if self.dtype not in ("float32", "int8") or self.dim < 1:
+            raise CorruptGalleryError(f"{path}: metadata says dtype {self.dtype!r}, dim {self.dim}")
+        self._data_version: int | None = None
+        self._maps: tuple[int, mmap.mmap, mmap.mmap | None] | None = None  # generation, rows, scales
+        self._view: GalleryView | None = None
+        self._files: tuple[int, int | None] | None = None  # the writer's rows and scales descriptors
+
+    # --- opening and closing ------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | Path, model_id: str, dim: int = 128, dtype: str = "float32") -> Gallery:
+        """A new, empty gallery at ``path`` (which must not exist), open for writing.
+
+        ``model_id`` names the embedding model (e.g. the sha256 of its file);
+        the gallery opens only for that id. ``dtype``: "float32" or "int8".
+        """
+        path = Path(path)
+        if dtype not in ("float32", "int8"):
+            raise ValueError(f"dtype must be 'float32' or 'int8', not {dtype!r}")
+        if not 1 <= int(dim) <= 65536:
+            raise ValueError(f"dim must be 1..65536, got {dim}")
+        if not model_id:
+            raise ValueError("model_id must be a non-empty string")
+        if path.exists():
+            raise GalleryError(f"{path} already exists")
+        gallery_id = uuid.uuid4().bytes
+        temporary = path.parent / f".{path.name}.creating-{gallery_id.hex()[:8]}"
+        try:
+            temporary.mkdir()
+            write_new_file(rows_file(temporary, 0), Header(KIND_ROWS, dtype, int(dim), gallery_id, 0, model_id).pack())
+            if dtype == "int8":
+                write_new_file(scales_file(temporary, 0), Header(KIND_SCALES, "float32", 1, gallery_id, 0, model_id).pack())
+            (temporary / LOCK_FILE).touch()
+            db = metadata.connect(temporary, create=True)
+            try:
+                metadata.initialise(db, {
+                    "format_version": str(FORMAT_VERSION), "gallery_id": gallery_id.hex(), "dim": str(int(dim)),
+                    "dtype": dtype, "model_id": model_id, "created": repr(time.time()),
+                })
+            finally:
+                db.close()
+            fsync_directory(temporary)
+            os.rename(temporary, path)
+            fsync_directory(path.parent)
+        except BaseException as exc:
+            remove_tree(temporary)
+            if is_disk_full(exc):
+                raise DiskFullError(f"{path}: no space left to create the gallery") from exc
+            raise
+        return cls.open(path, model_id, dim=dim, writable=True)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        model_id: str | None = None,
+        dim: int | None = None,
+        writable: bool = False,
+        lock_timeout: float = 0.0,
+    ) -> Gallery:
+        """Open the gallery at ``path``: map its matrix, do not read it.
+
+        model_id, dim: what the caller's embeddings are; a gallery made with
+        another model raises ModelMismatchError, of another dimension
+        DimensionMismatchError (None accepts any, e.g. to list a gallery).
+        writable: take the writer lock, waiting up to ``lock_timeout``
+        seconds, else GalleryLockedError.
+        """
+        path = Path(path)
+        if not (path / metadata.FILE_NAME).is_file():
+            raise GalleryNotFoundError(f"{path}: not a gallery (no {metadata.FILE_NAME})")
+        lock_fd = acquire_lock(path / LOCK_FILE, lock_timeout) if writable else None
+        db = None
+        try:
+            db = metadata.connect(path)
+            gallery = cls(path, db, lock_fd)
+            if model_id is not None and model_id != gallery.model_id:
+                raise ModelMismatchError(
+                    f"{path}: made with model {gallery.model_id!r}, not {model_id!r}; rebuild it with this model"
+                )
+            if dim is not None and int(dim) != gallery.dim:
+                raise DimensionMismatchError(f"{path}: rows are {gallery.dim}-d, not {dim}-d")
+            if writable:
+                gallery._start_writing()
+            gallery.refresh()
+            return gallery
+        except BaseException as exc:
+            if db is not None:
+                db.close()
+            if lock_fd is not None:
+                os.close(lock_fd)
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise _database_error(path, exc) from None
+            raise
+
+    def close(self) -> None:
+        """Release the lock and the database; views already taken stay readable."""
+        for fd in self._files or ():
+            if fd is not None:
+                os.close(fd)
+        self._files = None
+        self._db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+        self._maps = None
+        self._view = None
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    @property
+    def writable(self) -> bool:
+        return self._lock_fd is not None
+
+    # --- reading -------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Catch up with what other processes committed; whether anything changed."""
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version and self._view is not None:
+            return False
+        self._data_version = version
+        self._load()
+        return True
+
+    def view(self) -> GalleryView:
+        """The committed rows as of now, ready for edge.match.top_k."""
+        self.refresh()
+        return self._view
+
+    @property
+    def count(self) -> int:
+        """Committed rows, deleted ones included, as of the last refresh."""
+        return self._view.count
+
+    def identities(self) -> dict[str, int]:
+        """Each enrolled identity with its number of samples (not deleted), by name."""
+        return metadata.identities(self._db)
+
+    def row_info(self, rows: Iterable[int] | None = None) -> list[RowInfo]:
+        """Metadata of the given rows (all rows when None), in row order."""
+        return metadata.row_info(self._db, rows)
+
+    def names_of(self, rows: Iterable[int], generation: int) -> dict[int, str] | None:
+        """Identity of each row as numbered in ``generation``; None when a compaction
+        has renumbered the rows since (the caller's view is stale: search again)."""
+        with metadata.snapshot(self._db):
+            if metadata.committed(self._db)[0] != generation:
+                return None
+            return metadata.names(self._db, rows)
+
+    def check(self) -> int:
+        """Verify everything: SQLite's integrity, headers, sizes, every row's checksum.
+
+        Returns the number of rows verified; raises CorruptGalleryError (or
+        its subclass ChecksumMismatchError) saying what is wrong.
+        """
+        result = self._db.execute("PRAGMA integrity_check").fetchone()[0]
+        if result != "ok":
+            raise CorruptGalleryError(f"{self.path / metadata.FILE_NAME}: {result}")
+        self._data_version = None
+        self.refresh()
+        view = self._view
+        rows, low, high = metadata.row_numbering(self._db)
+        if rows != view.count or (rows and (low, high) != (0, view.count - 1)):
+            raise CorruptGalleryError(
+                f"{self.path}: metadata has {rows} rows numbered {low}..{high}, expected 0..{view.count - 1}"
+            )
+        if view.scales is not None and not (np.isfinite(view.scales).all() and (view.scales > 0).all()):
+            raise CorruptGalleryError(f"{self.path}: int8 scales not all finite and positive")
+        bad = []
+        stored = metadata.checksum_cursor(self._db)
+        for start in range(0, view.count, _CHECK_BATCH):
+            stop = min(view.count, start + _CHECK_BATCH)
+            expected = [c for (c,) in stored.fetchmany(stop - start)]
+            scales = None if view.scales is None else view.scales[start:stop]
+            actual = row_checksums(view.matrix[start:stop], scales)
+            bad += [start + i for i, (a, e) in enumerate(zip(actual, expected)) if a != e]
+        if bad:
+            shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+            raise ChecksumMismatchError(f"{self.path}: {len(bad)} rows fail their checksum: {shown}")
+        return view.count
+
+    # --- writing -------------------------------------------------------------
+
+    def append(
+        self,
+        embeddings: np.ndarray,
+        identities: Sequence[str],
+        sources: Sequence[str | None] | None = None,
+        qualities: Sequence[float | None] | None = None,
+        added: float | None = None,
+    ) -> range:
+        """Add rows, all or none; returns their row numbers once they are durable.
+
+        embeddings: (n, dim) L2-normalised vectors; identities: n names;
+        sources (e.g. the photo's path) and qualities (any score the caller
+        keeps): n values or None each. added: Unix time, default now.
+        """
+        self._require_writer()
+        vectors = self._check_embeddings(embeddings)
+        n = vectors.shape[0]
+        identities = list(identities)
+        sources = [None] * n if sources is None else list(sources)
+        qualities = [None] * n if qualities is None else [None if q is None else float(q) for q in qualities]
+        if not len(identities) == len(sources) == len(qualities) == n:
+            raise ValueError(f"{n} embeddings need {n} identities, sources and qualities")
+        if not all(isinstance(name, str) and name.strip() for name in identities):
+            raise ValueError("identities must be non-empty strings")
+        if n == 0:
+            return range(self.count, self.count)
+        added = time.time() if added is None else float(added)
+        codes, scales = encode_rows(vectors, self.dtype)
+        checksums = row_checksums(codes, scales)
+        generation, start = metadata.committed(self._db)
+        rows_fd, scales_fd = self._files
+        try:
+            _write_rows(rows_fd, self._header(KIND_ROWS, generation), start, codes)
+            if scales_fd is not None:
+                _write_rows(scales_fd, self._header(KIND_SCALES, generation), start, scales[:, None])
+                os.fsync(scales_fd)
+            os.fsync(rows_fd)
+            records = [(start + i, identities[i], sources[i], added, qualities[i], 0, checksums[i]) for i in range(n)]
+            with metadata.transaction(self._db):
+                metadata.add_rows(self._db, records, start + n)
+        except (OSError, sqlite3.Error) as exc:
+            if is_disk_full(exc):
+                _truncate_quietly(rows_fd, self._header(KIND_ROWS, generation).offset(start))
+                if scales_fd is not None:
+                    _truncate_quietly(scales_fd, self._header(KIND_SCALES, generation).offset(start))
+                raise DiskFullError(f"{self.path}: disk full; the {n} rows were not added") from exc
+            raise
+        self._load()
+        return range(start, start + n)
+
+    def delete(self, rows: Iterable[int]) -> int:
+        """Mark rows deleted (searches skip them, ``compact`` removes them); how many were live."""
+        self._require_writer()
+        with metadata.transaction(self._db):
+            changed = metadata.mark_deleted(self._db, rows)
+        self._load()
+        return changed
+
+    def delete_identity(self, identity: str) -> int:
+        """Mark every sample of ``identity`` deleted; how many were live."""
+        self._require_writer()
+        with metadata.transaction(self._db):
+            changed = metadata.mark_identity_deleted(self._db, identity)
+        self._load()
+        return changed
+
+    def compact(self) -> int:
+        """Rewrite the gallery without its deleted rows, renumbering the rest; how many went.
+
+        The live rows are copied into the next generation's files and checked
+        against their checksums on the way (ChecksumMismatchError leaves the
+        gallery as it was); one transaction then switches to the new files.
+        """
+        self._require_writer()
+        self._load()
+        view = self._view
+        generation = view.generation + 1
+        live = np.arange(view.count) if view.valid is None else np.flatnonzero(view.valid)
+        stored = metadata.live_checksums(self._db)
+        paths = [rows_file(self.path, generation)] + ([scales_file(self.path, generation)] if view.scales is not None else [])
+        try:
+            for path in paths:
+                path.unlink(missing_ok=True)
+            write_new_file(paths[0], self._header(KIND_ROWS, generation).pack())
+            if view.scales is not None:
+                write_new_file(paths[1], self._header(KIND_SCALES, generation).pack())
+            files: list[int] = []
+            try:
+                for path in paths:
+                    files.append(os.open(path, os.O_RDWR))
+                for first in range(0, live.size, _CHECK_BATCH):
+                    rows = live[first:first + _CHECK_BATCH]
+                    codes = np.ascontiguousarray(view.matrix[rows])
+                    scales = None if view.scales is None else np.ascontiguousarray(view.scales[rows])
+                    bad = [int(r) for r, a in zip(rows, row_checksums(codes, scales)) if stored.get(int(r)) != a]
+                    if bad:
+                        raise ChecksumMismatchError(f"{self.path}: rows {bad[:10]} fail their checksum; not compacted")
+                    _write_rows(files[0], self._header(KIND_ROWS, generation), first, codes)
+                    if scales is not None:
+                        _write_rows(files[1], self._header(KIND_SCALES, generation), first, scales[:, None])
+                for fd in files:
+                    os.fsync(fd)
+            finally:
+                for fd in files:
+                    os.close(fd)
+            fsync_directory(self.path)
+            with metadata.transaction(self._db):
+                metadata.renumber_live_rows(self._db, generation)
+        except BaseException as exc:
+            for path in paths:
+                path.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise DiskFullError(f"{self.path}: disk full; not compacted") from exc
+            raise
+        self._start_writing()
+        self._load()
+        return view.count - int(live.size)
+
+    # --- internals -----------------------------------------------------------
+
+    def _header(self, kind: int, generation: int) -> Header:
+        if kind == KIND_ROWS:
+            return Header(KIND_ROWS, self.dtype, self.dim, self.gallery_id, generation, self.model_id)
+        return Header(KIND_SCALES, "float32", 1, self.gallery_id, generation, self.model_id)
+
+    def _require_writer(self) -> None:
+        if not self.writable:
+            raise GalleryError(f"{self.path}: open read-only; open it with writable=True to change it")
+
+    def _check_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+        vectors = np.asarray(embeddings, dtype=np.float32)
+        if vectors.ndim == 1:
+            vectors = vectors[None, :]
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise DimensionMismatchError(
+                f"{self.path}: rows are {self.dim}-d, got embeddings of shape {np.shape(embeddings)}"
+            )
+        if not np.isfinite(vectors).all():
+            raise ValueError("embeddings contain NaN or infinity")
+        norms = np.linalg.norm(vectors, axis=1)
+        if norms.size and np.abs(norms - 1.0).max() > UNIT_TOLERANCE:
+            raise ValueError("embeddings must be L2-normalised (unit length)")
+        return np.ascontiguousarray(vectors)
+
+    def _load(self) -> None:
+        """Read the committed state; (re)map the matrix files when they changed or grew."""
+        for attempt in range(3):
+            with metadata.snapshot(self._db):
+                generation, count = metadata.committed(self._db)
+                deleted = metadata.deleted_rows(self._db)
+            try:
+                self._map(generation, count)
+                break
+            except CorruptGalleryError:
+                # A writer may have compacted twice since our snapshot and deleted the files
+                # we were about to map; only an unchanged state makes this corruption.
+                if attempt == 2 or metadata.committed(self._db)[0] == generation:
+                    raise
+        _, rows_map, scales_map = self._maps
+        start = self._header(KIND_ROWS, generation).offset(0)
+        matrix = np.frombuffer(rows_map, np.dtype(self.dtype), count * self.dim, start)
+        scales = None if scales_map is None else np.frombuffer(scales_map, np.float32, count, start)
+        valid = None
+        if deleted:
+            valid = np.ones(count, np.bool_)
+            valid[[r for r in deleted if r < count]] = False
+        self._view = GalleryView(generation, matrix.reshape(count, self.dim), scales, valid)
+
+    def _map(self, generation: int, count: int) -> None:
+        """Map generation's files unless the current mappings already hold ``count`` rows of it."""
+        rows_header = self._header(KIND_ROWS, generation)
+        scales_header = self._header(KIND_SCALES, generation)
+        if self._maps is not None and self._maps[0] == generation:
+            _, rows_map, scales_map = self._maps
+            if len(rows_map) >= rows_header.offset(count) and (
+                scales_map is None or len(scales_map) >= scales_header.offset(count)
+            ):
+                return
+        rows_map = map_file(rows_file(self.path, generation), rows_header, count)
+        scales_map = None
+        if self.dtype == "int8":
+            scales_map = map_file(scales_file(self.path, generation), scales_header, count)
+        self._maps = (generation, rows_map, scales_map)
+
+    def _start_writing(self) -> None:
+        """Writer start-up (and after a compaction): delete other generations' files, open this one's."""
+        generation, _ = metadata.committed(self._db)
+        keep = {rows_file(self.path, generation).name, scales_file(self.path, generation).name}
+        for leftover in [*self.path.glob("rows-*.bin"), *self.path.glob("scales-*.bin")]:
+            if leftover.name not in keep:
+                leftover.unlink(missing_ok=True)
+        for fd in self._files or ():
+            if fd is not None:
+                os.close(fd)
+        rows_fd = os.open(rows_file(self.path, generation), os.O_RDWR)
+        scales_fd = os.open(scales_file(self.path, generation), os.O_RDWR) if self.dtype == "int8" else None
+        self._files = (rows_fd, scales_fd)
+
+
+def _write_rows(fd: int, header: Header, start: int, rows: np.ndarray) -> None:
+    """Write ``rows`` from row ``start`` on, growing the file by at least an eighth when
+    it must grow, so that readers remap seldom (the spare bytes are sparse)."""
+    end = header.offset(start + rows.shape[0])
+    size = os.fstat(fd).st_size
+    if size < end:
+        os.ftruncate(fd, -(-max(end, size + size // 8) // 65536) * 65536)
+    write_at(fd, memoryview(np.ascontiguousarray(rows)).cast("B"), header.offset(start))
+
+
+def _truncate_quietly(fd: int, size: int) -> None:
+    """After a failed append: give the disk space past the committed rows back, if we can."""
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        pass
+
+
+def _database_error(path: Path, exc: sqlite3.DatabaseError) -> GalleryError:
+    if getattr(exc, "sqlite_errorcode", None) in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED
+        return GalleryError(f"{path}: database busy ({exc})")
+    return CorruptGalleryError(f"{path / metadata.FILE_NAME}: {exc}")

@@ -1,0 +1,118 @@
+"""Photos to embeddings, in parallel: the shared first step of verify and gallery build.
+
+Each photo is loaded, searched for faces and reduced to one face, its subject:
+
+- ``"main"`` (verification): the face the photo is of, weighing size and
+  closeness to the centre (edge.perception.engine.main_face);
+- ``"clear"`` (enrollment): one face alone, or the largest when it is at
+  least CLEAR_SUBJECT_RATIO times the size of the next one; otherwise the
+  photo is skipped, since enrolling a bystander under someone's name would
+  let that bystander in.
+
+Photos go to worker processes (one engine each, loaded once) in input order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from edge.config import RecognitionConfig, open_engine
+from edge.imageio import ImageError, load_image
+from edge.perception.engine import FaceEngine, main_face
+from edge.types import BBox, Face
+
+SubjectRule = Literal["main", "clear"]
+
+CLEAR_SUBJECT_RATIO = 1.5
+"""How many times larger (box side) the largest face must be than the next
+for a photo with several faces to count as a photo of that one person."""
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoResult:
+    """The subject of one photo, or why there is none (``error``).
+
+    ``score``: the detector's face probability (0..1) for the subject.
+    """
+
+    path: str
+    box: BBox | None = None
+    embedding: np.ndarray | None = None
+    faces_found: int = 0
+    score: float | None = None
+    error: str | None = None
+
+
+def embed_photos(
+    paths: Iterable[str],
+    config: RecognitionConfig,
+    workers: int | None = None,
+    rule: SubjectRule = "main",
+) -> Iterator[PhotoResult]:
+    """The subject of each photo, in input order, using ``workers`` processes.
+
+    With several workers each engine gets an equal share of the CPU threads.
+    """
+    paths = list(paths)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(paths) or 1))
+    if workers == 1:
+        engine = open_engine(config)
+        for path in paths:
+            yield photo_result(engine, path, rule)
+        return
+    threads = max(1, config.num_threads // workers)
+    worker_config = config.model_copy(update={"num_threads": threads})
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, context, _start_worker, (worker_config,)) as pool:
+        yield from pool.map(_worker_photo, paths, [rule] * len(paths), chunksize=4)
+
+
+def photo_result(engine: FaceEngine, path: str, rule: SubjectRule = "main") -> PhotoResult:
+    """Load ``path`` and embed its subject under ``rule``; errors become PhotoResult.error."""
+    try:
+        image = load_image(path)
+    except ImageError as exc:
+        return PhotoResult(path, error=str(exc))
+    faces = engine.detect(image)
+    if not faces:
+        return PhotoResult(path, error=f"{path}: no face found")
+    if rule == "main":
+        face = main_face(faces, image.shape[1], image.shape[0])
+    else:
+        face = clear_subject(faces)
+        if face is None:
+            return PhotoResult(
+                path, faces_found=len(faces),
+                error=f"{path}: {len(faces)} faces of similar size; none is clearly the subject",
+            )
+    embedding = engine.embed(image, [face])[0]
+    return PhotoResult(path, face.box, embedding, len(faces), face.score)
+
+
+def clear_subject(faces: list[Face]) -> Face | None:
+    """The only face, or the largest if it is CLEAR_SUBJECT_RATIO x the next; else None."""
+    if not faces:
+        return None
+    by_size = sorted(faces, key=lambda f: f.box.size, reverse=True)
+    if len(by_size) == 1 or by_size[0].box.size >= CLEAR_SUBJECT_RATIO * by_size[1].box.size:
+        return by_size[0]
+    return None
+
+
+_worker_engine: FaceEngine | None = None  # one engine per worker process, set by _start_worker
+
+
+def _start_worker(config: RecognitionConfig) -> None:
+    global _worker_engine
+    _worker_engine = open_engine(config)
+
+
+def _worker_photo(path: str, rule: SubjectRule) -> PhotoResult:
+    return photo_result(_worker_engine, path, rule)

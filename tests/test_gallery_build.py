@@ -1,0 +1,127 @@
+"""`edge gallery build` and `edge gallery list` on a small generated dataset of real photos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import FACES, side_by_side
+from edge.cli import main
+from edge.cli.common import EXIT_INPUT, EXIT_OK, EXIT_USAGE
+from edge.config import Config, RecognitionConfig, embedding_model_id
+from edge.gallery.store import Gallery
+from edge.photos import clear_subject
+from edge.types import BBox, Face
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("people")
+    (root / "obama").mkdir()
+    (root / "biden").mkdir()
+    shutil.copy(FACES / "obama.jpg", root / "obama" / "1.jpg")
+    shutil.copy(FACES / "obama2.jpg", root / "obama" / "2.jpg")
+    shutil.copy(FACES / "biden.jpg", root / "biden" / "1.jpg")
+    (root / "biden" / "notes.txt").write_text("not a photo")
+    (root / "biden" / "broken.jpg").write_bytes((FACES / "biden.jpg").read_bytes()[:3000])
+    noise = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    cv2.imwrite(str(root / "biden" / "noise.png"), noise)
+    obama = cv2.imread(str(FACES / "obama.jpg"))
+    cv2.imwrite(str(root / "obama" / "twice.jpg"), side_by_side(obama, obama))  # two equal faces
+    (root / "stray.jpg").write_bytes((FACES / "obama.jpg").read_bytes())
+    return root
+
+
+def test_build_enrolls_usable_photos_and_says_why_others_were_skipped(dataset, tmp_path, capsys):
+    gallery_path = tmp_path / "door.gallery"
+    code, out, err = run(capsys, "gallery", "build", dataset, "--gallery", gallery_path, "--json", "--workers", "2")
+    assert code == EXIT_INPUT  # built, but some files were skipped
+    summary = json.loads(out)
+    assert summary["enrolled"] == {"biden": 1, "obama": 2}
+    reasons = {s["path"].rsplit("/", 1)[-1]: s["reason"] for s in summary["skipped"]}
+    assert set(reasons) == {"notes.txt", "broken.jpg", "noise.png", "twice.jpg", "stray.jpg"}
+    assert "not an image" in reasons["notes.txt"]
+    assert "truncated" in reasons["broken.jpg"] or "cannot" in reasons["broken.jpg"]
+    assert reasons["noise.png"] == "no face found"
+    assert "none is clearly the subject" in reasons["twice.jpg"]
+    assert "not inside a person folder" in reasons["stray.jpg"]
+    assert "photos" in err  # progress on stderr
+
+    gallery = Gallery.open(gallery_path, model_id=embedding_model_id(RecognitionConfig()))
+    try:
+        rows = gallery.row_info()
+        assert sorted(r.identity for r in rows) == ["biden", "obama", "obama"]
+        assert all(r.source.startswith(str(dataset)) and 0.5 < r.quality <= 1.0 for r in rows)
+    finally:
+        gallery.close()
+
+    code, out, _ = run(capsys, "gallery", "list", gallery_path)
+    assert code == EXIT_OK
+    assert "biden\t1" in out and "obama\t2" in out and "2 people, 3 samples" in out
+
+
+def test_built_gallery_identifies_a_new_photo_of_an_enrolled_person(dataset, tmp_path, engine, photo):
+    from edge.enrollment import build_gallery
+    from edge.gallery.search import identify
+
+    gallery_path = tmp_path / "g"
+    build_gallery(dataset, gallery_path, Config(), workers=1)
+    image = photo("obama3.jpg")
+    query = engine.subject(image).embedding
+    gallery = Gallery.open(gallery_path)
+    try:
+        [match] = identify(gallery, query[None], threshold=Config().recognition.match_threshold)
+        assert match is not None and match.name == "obama"
+    finally:
+        gallery.close()
+
+
+def test_build_refuses_an_existing_gallery_and_a_missing_dataset(dataset, tmp_path, capsys):
+    existing = tmp_path / "exists"
+    existing.mkdir()
+    code, _, err = run(capsys, "gallery", "build", dataset, "--gallery", existing)
+    assert code == EXIT_USAGE and "already exists" in err
+    code, _, err = run(capsys, "gallery", "build", tmp_path / "nowhere", "--gallery", tmp_path / "new")
+    assert code == EXIT_USAGE and "not a folder" in err
+    assert not (tmp_path / "new").exists()
+    code, _, err = run(capsys, "gallery", "build", dataset)
+    assert code == EXIT_USAGE and "no gallery given" in err
+
+
+def test_an_interrupted_build_leaves_no_gallery(dataset, tmp_path, monkeypatch):
+    from edge import enrollment
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(enrollment, "BATCH_ROWS", 1)
+    monkeypatch.setattr(enrollment.Gallery, "append", fail)
+    with pytest.raises(KeyboardInterrupt):
+        enrollment.build_gallery(dataset, tmp_path / "g", Config(), workers=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_list_of_something_that_is_not_a_gallery(tmp_path, capsys):
+    code, _, err = run(capsys, "gallery", "list", tmp_path)
+    assert code == EXIT_USAGE and "not a gallery" in err
+
+
+def test_clear_subject_needs_one_face_well_above_the_rest():
+    def face(side):
+        return Face(BBox(0, 0, side, side), 0.99, ((0.0, 0.0),) * 5)
+
+    big, small, similar = face(150), face(60), face(120)
+    assert clear_subject([big]) is big
+    assert clear_subject([small, big]) is big
+    assert clear_subject([big, similar]) is None
+    assert clear_subject([]) is None

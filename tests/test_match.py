@@ -1,0 +1,156 @@
+"""edge.match.top_k against exact numpy search."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.match import _read_only, _scan, top_k
+
+
+def unit_rows(rng, n, dim):
+    rows = rng.standard_normal((n, dim)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def quantise(rows):
+    scales = (np.abs(rows).max(axis=1) / 127).astype(np.float32)
+    codes = np.clip(np.rint(rows / scales[:, None]), -127, 127).astype(np.int8)
+    return codes, scales
+
+
+def numpy_top_k(rows, queries, k, valid=None):
+    """Exact reference in float64: (all scores, top scores, top rows) under (score desc, row asc)."""
+    scores = queries.astype(np.float64) @ rows.astype(np.float64).T
+    if valid is not None:
+        scores[:, ~valid] = -np.inf
+    order = np.lexsort((np.broadcast_to(np.arange(rows.shape[0]), scores.shape), -scores), axis=-1)[:, :k]
+    top = np.take_along_axis(scores, order, axis=1)
+    padding = k - top.shape[1]
+    top = np.pad(top, ((0, 0), (0, padding)), constant_values=-np.inf)
+    order = np.pad(order, ((0, 0), (0, padding)), constant_values=-1)
+    return scores, top, order
+
+
+def assert_same_top_k(got_scores, got_rows, all_scores, ref_scores, ref_rows, tolerance):
+    """Same scores within tolerance, sorted; the same rows except among (near) ties."""
+    finite = np.isfinite(ref_scores)
+    np.testing.assert_array_equal(got_rows[~finite], -1)
+    np.testing.assert_array_equal(np.isneginf(got_scores), ~finite)
+    np.testing.assert_allclose(got_scores[finite], ref_scores[finite], atol=tolerance)
+    assert (got_scores[:, :-1] >= got_scores[:, 1:]).all(), "not sorted best first"
+    for q, j in zip(*np.nonzero(finite & (got_rows != ref_rows))):
+        # Another row in this place is right only if its true score ties with the reference's.
+        true_score = all_scores[q, got_rows[q, j]]
+        assert abs(true_score - ref_scores[q, j]) <= 2 * tolerance, (
+            f"query {q} place {j}: row {got_rows[q, j]} ({true_score}) instead of {ref_rows[q, j]}"
+        )
+    for q in range(got_rows.shape[0]):
+        real = got_rows[q][got_rows[q] >= 0]
+        assert len(set(real.tolist())) == real.size, "a row returned twice"
+
+
+sizes = st.tuples(st.integers(0, 300), st.integers(1, 40), st.integers(1, 6), st.integers(1, 20))
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes, st.integers(0, 2**32 - 1), st.booleans())
+def test_float32_matches_numpy(shape, seed, with_mask):
+    n, dim, n_queries, k = shape
+    rng = np.random.default_rng(seed)
+    rows = unit_rows(rng, n, dim)
+    queries = unit_rows(rng, n_queries, dim)
+    valid = rng.random(n) < 0.7 if with_mask else None
+    scores, found = top_k(rows, queries, k, valid=valid)
+    assert scores.shape == found.shape == (n_queries, k)
+    assert scores.dtype == np.float32 and found.dtype == np.int64
+    assert_same_top_k(scores, found, *numpy_top_k(rows, queries, k, valid), tolerance=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes, st.integers(0, 2**32 - 1), st.booleans())
+def test_int8_matches_numpy_on_dequantised_rows(shape, seed, with_mask):
+    n, dim, n_queries, k = shape
+    rng = np.random.default_rng(seed)
+    codes, scales = quantise(unit_rows(rng, n, dim))
+    queries = unit_rows(rng, n_queries, dim)
+    valid = rng.random(n) < 0.7 if with_mask else None
+    scores, found = top_k(codes, queries, k, scales, valid)
+    dequantised = codes.astype(np.float32) * scales[:, None]
+    assert_same_top_k(scores, found, *numpy_top_k(dequantised, queries, k, valid), tolerance=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 120), st.integers(1, 4), st.integers(1, 7), st.integers(1, 12), st.integers(0, 2**32 - 1))
+def test_any_split_into_chunks_gives_the_same_answer(n, n_queries, chunks, k, seed):
+    """The kernel itself, with chunk counts top_k would only use on big matrices."""
+    rng = np.random.default_rng(seed)
+    rows = unit_rows(rng, n, 12)
+    rows[rng.integers(0, n, n // 3)] = rows[0]  # exact ties across chunks
+    queries = np.concatenate([rows[:1], unit_rows(rng, n_queries - 1, 12)])
+    arrays = [_read_only(a) for a in (rows, queries, np.empty(0, np.float32), np.empty(0, np.bool_))]
+    scores, found = _scan(*arrays, k, chunks)
+    found = np.where(found == np.iinfo(np.int64).max, -1, found)
+    scores = np.where(found < 0, -np.inf, scores)
+    assert_same_top_k(scores, found, *numpy_top_k(rows, queries, k), tolerance=1e-5)
+
+
+@pytest.mark.parametrize("n", [20_000, 20_003, 65_537])
+def test_large_matrix_uses_all_threads_and_agrees(n):
+    """Big enough for the parallel path (several chunks), with the best rows at chunk edges."""
+    rng = np.random.default_rng(n)
+    rows = unit_rows(rng, n, 128)
+    targets = [0, n // 4, n // 2 - 1, n // 2, n // 2 + 1, n - 2, n - 1]  # chunk and stream edges
+    queries = rows[targets] * 0.9 + unit_rows(rng, len(targets), 128) * 0.1
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    scores, found = top_k(rows, queries, 10)
+    assert_same_top_k(scores, found, *numpy_top_k(rows, queries, 10), tolerance=1e-5)
+    assert list(found[:, 0]) == targets
+
+
+def test_exact_ties_are_ordered_by_row():
+    row = unit_rows(np.random.default_rng(1), 1, 16)
+    rows = np.repeat(row, 50_000, axis=0)  # identical rows in every chunk
+    scores, found = top_k(rows, row[0], 5)
+    assert list(found) == [0, 1, 2, 3, 4]
+    assert np.all(scores == scores[0])
+
+
+def test_fewer_valid_rows_than_k_pad_with_minus_one():
+    rows = unit_rows(np.random.default_rng(2), 4, 8)
+    scores, found = top_k(rows, rows[1], 6, valid=np.array([False, True, False, True]))
+    assert list(found[:2]) == [1, 3]
+    assert list(found[2:]) == [-1] * 4 and np.all(np.isneginf(scores[2:]))
+    scores, found = top_k(np.empty((0, 8), np.float32), rows[:2], 3)
+    assert found.shape == (2, 3) and (found == -1).all()
+
+
+def test_memmap_matrix(tmp_path):
+    rows = unit_rows(np.random.default_rng(3), 1000, 32)
+    path = tmp_path / "rows.f32"
+    rows.tofile(path)
+    mapped = np.memmap(path, np.float32, mode="r", shape=rows.shape)
+    scores, found = top_k(mapped, rows[:3], 2)
+    assert list(found[:, 0]) == [0, 1, 2]
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda r, c, s: top_k(r, r[0], 0), "k must be"),
+        (lambda r, c, s: top_k(r, np.ones(5, np.float32), 1), "queries must be"),
+        (lambda r, c, s: top_k(r.astype(np.float64), r[0], 1), "float32 or int8"),
+        (lambda r, c, s: top_k(r[:, ::2], r[0, ::2], 1), "C-contiguous"),
+        (lambda r, c, s: top_k(c, r[0], 1), "needs its per-row scales"),
+        (lambda r, c, s: top_k(c, r[0], 1, s[:-1]), "scales must be"),
+        (lambda r, c, s: top_k(r, r[0], 1, s), "int8 matrices only"),
+        (lambda r, c, s: top_k(r, np.full(8, np.nan, np.float32), 1), "NaN"),
+        (lambda r, c, s: top_k(r, r[0], 1, valid=np.ones(3, bool)), "valid must be"),
+    ],
+)
+def test_bad_arguments(call, message):
+    rows = unit_rows(np.random.default_rng(4), 10, 8)
+    codes, scales = quantise(rows)
+    with pytest.raises(ValueError, match=message):
+        call(rows, codes, scales)
