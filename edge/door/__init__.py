@@ -1,0 +1,1 @@
+"""The door runtime: sources, tracking, decision, MQTT, button, enrollment."""
