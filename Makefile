@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/edge verify --pairs tests/fixtures/faces/pairs.csv --root tests/fixtures/faces
+	$(BIN)/edge demo
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

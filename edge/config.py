@@ -13,7 +13,9 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.perception.detect import DetectorSettings
 from edge.perception.engine import DEFAULT_MATCH_THRESHOLD, FaceEngine
@@ -65,14 +67,97 @@ class GalleryConfig(_Strict):
     dtype: Literal["float32", "int8"] = Field(
         "float32", description="row storage of a new gallery: float32, or int8 with a per-row scale (4x smaller)"
     )
-    vote: int | None = Field(
-        None, ge=1, le=50, description="identify by a vote of this many nearest samples instead of the best one"
+
+
+class DoorConfig(_Strict):
+    """The door loop: camera, tracking and when to announce someone."""
+
+    device_id: str = Field("door", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="names the door in topics and in Home Assistant")
+    device_name: str | None = Field(None, max_length=100, description="the name Home Assistant shows (default: device_id)")
+    source: str = Field("picamera", min_length=1, description="picamera, a camera index, a stream URL, a video file or a folder of images")
+    frame_width: int = Field(640, ge=64, le=4096, description="pixels asked of a camera")
+    frame_height: int = Field(480, ge=64, le=4096, description="pixels asked of a camera")
+    folder_fps: float = Field(10.0, gt=0.0, le=120.0, description="frame rate a folder of images is played at")
+    detect_every: int = Field(1, ge=1, le=30, description="search for faces in every n-th frame")
+    attempts_per_second: float = Field(10.0, gt=0.0, le=60.0, description="most gallery matches per person per second")
+    track_iou: float = Field(0.3, gt=0.0, le=1.0, description="box overlap that continues a track")
+    track_gap: float = Field(2.0, gt=0.0, le=60.0, description="seconds unseen before a person counts as gone")
+    unknown_threshold: float = Field(
+        0.30, ge=-1.0, le=1.0, description="similarity below which an attempt counts as a stranger (at most match_threshold)"
     )
+    window: int = Field(5, ge=1, le=50, description="recent attempts per person considered")
+    min_agreeing: int = Field(3, ge=1, le=50, description="attempts naming one person to announce them")
+    min_unknown: int = Field(4, ge=1, le=50, description="attempts below unknown_threshold to announce a stranger")
+    cooldown: float = Field(60.0, ge=0.0, le=86400.0, description="seconds before the same person is announced again")
+    min_face_size: float = Field(60.0, ge=0.0, le=2000.0, description="pixels (sqrt of box area); smaller faces are not used")
+    min_sharpness: float = Field(0.0, ge=0.0, le=1e6, description="variance of the Laplacian of the face crop; 0 = off")
+
+
+class MqttConfig(_Strict):
+    """The broker; without a host, events are printed as JSON lines instead."""
+
+    host: str | None = Field(None, min_length=1)
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = Field(None, repr=False, description="use ${ENV_VAR}: secrets belong in the environment")
+    tls: bool = False
+    ca_file: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    topic_prefix: str = Field("edge", pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_/-]{0,63}$")
+    discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_/-]{0,63}$")
+    keepalive: int = Field(30, ge=5, le=3600, description="seconds")
+    queue_limit: int = Field(1000, ge=1, le=100_000, description="events kept while the broker is away")
+    publish_face_image: bool = Field(False, description="send face crops to Home Assistant (personal data)")
 
 
 class Config(_Strict):
     recognition: RecognitionConfig = RecognitionConfig()
     gallery: GalleryConfig = GalleryConfig()
+    door: DoorConfig = DoorConfig()
+    mqtt: MqttConfig = MqttConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        door = self.door
+        if door.unknown_threshold > self.recognition.match_threshold:
+            raise ValueError(
+                f"door.unknown_threshold ({door.unknown_threshold}) must not exceed "
+                f"recognition.match_threshold ({self.recognition.match_threshold})"
+            )
+        for name in ("min_agreeing", "min_unknown"):
+            if getattr(door, name) > door.window:
+                raise ValueError(f"door.{name} ({getattr(door, name)}) must not exceed door.window ({door.window})")
+        return self
+
+    def with_overrides(self, **sections: dict) -> Config:
+        """A copy with some keys of some sections replaced (command-line flags), validated again."""
+        raw = self.model_dump()
+        for section, values in sections.items():
+            raw[section].update({k: v for k, v in values.items() if v is not None})
+        try:
+            return Config.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid option\n{exc}") from None
+
+
+def parse_mqtt_url(url: str) -> dict:
+    """mqtt[s]://[user[:password]@]host[:port] as [mqtt] keys (mqtts: TLS, port 8883 by default)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ConfigError(f"--mqtt wants mqtt[s]://[user:password@]host[:port], not {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"--mqtt: bad port in {url!r}") from None
+    tls = parts.scheme == "mqtts"
+    return {
+        "host": parts.hostname,
+        "port": port or (8883 if tls else 1883),
+        "tls": tls,
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+    }
 
 
 def load_config(path: Path | None) -> Config:

@@ -30,10 +30,8 @@ from edge.config import Config, embedding_model_id
 from edge.gallery.diskio import remove_tree
 from edge.gallery.errors import GalleryError
 from edge.gallery.store import Gallery
+from edge.imageio import IMAGE_SUFFIXES
 from edge.photos import PhotoResult, embed_photos
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
-"""Files taken as photos in a dataset folder; others are listed as skipped."""
 
 BATCH_ROWS = 256
 """Rows appended per gallery transaction while building."""

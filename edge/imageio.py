@@ -14,6 +14,9 @@ import numpy as np
 MAX_IMAGE_BYTES = 256 * 1024 * 1024
 """Files larger than this are refused before decoding (a photo is far smaller)."""
 
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
+"""File names taken as photos when a folder is scanned (the content decides the format)."""
+
 
 class ImageError(ValueError):
     """A file that cannot be used as an image; the message names the file and the reason."""

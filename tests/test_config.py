@@ -56,8 +56,11 @@ def test_missing_file(tmp_path):
         load_config(tmp_path / "absent.toml")
 
 
-def test_the_shipped_example_config_is_valid():
+def test_the_shipped_example_config_is_valid(monkeypatch):
+    monkeypatch.setenv("EDGE_MQTT_PASSWORD", "from-the-environment")
     from pathlib import Path
 
     example = Path(__file__).resolve().parents[1] / "firmware_config" / "edge.example.toml"
-    assert load_config(example).recognition.num_threads == 4
+    config = load_config(example)
+    assert config.recognition.num_threads == 4
+    assert config.mqtt.password == "from-the-environment" and config.door.device_id == "front_door"

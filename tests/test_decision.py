@@ -159,7 +159,7 @@ def test_forgetting_an_unknown_track_is_harmless():
 
 def test_defaults():
     s = DecisionSettings()
-    assert (s.accept_threshold, s.unknown_threshold) == (0.36, 0.25)
+    assert (s.accept_threshold, s.unknown_threshold) == (0.36, 0.30)
     assert (s.window, s.min_agreeing, s.min_unknown) == (5, 3, 4)
     assert (s.cooldown, s.min_face_size, s.min_sharpness) == (60.0, 60.0, 0.0)
 

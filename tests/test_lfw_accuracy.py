@@ -11,7 +11,7 @@ import csv
 import pytest
 
 from edge.config import RecognitionConfig
-from edge.verification import embed_photos
+from edge.photos import embed_photos
 
 FOLD_SIZE = 600
 

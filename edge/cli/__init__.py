@@ -50,9 +50,12 @@ CommandSpec = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argpars
 
 
 def _commands() -> dict[str, CommandSpec]:
-    from edge.cli import gallery, verify
+    from edge.cli import gallery, run, validate, verify
 
     return {
+        "run": (run.add_arguments, run.run, "the door: camera -> recognition -> events (MQTT or stdout)"),
+        "demo": (run.add_demo_arguments, run.run_demo, "the door loop on the bundled sample scene"),
+        "validate-config": (validate.add_arguments, validate.run, "check a config file and print it resolved"),
         "verify": (verify.add_arguments, verify.run, "compare the main faces of two photos (or a CSV of pairs)"),
         "gallery": (gallery.add_arguments, gallery.run, "build and inspect galleries of enrolled faces"),
     }

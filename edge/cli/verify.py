@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from edge.verification import compare, embed_photos, read_pairs
+    from edge.photos import embed_photos
+    from edge.verification import compare, read_pairs
 
     recognition = config.recognition
     threshold = recognition.match_threshold if args.threshold is None else args.threshold

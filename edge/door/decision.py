@@ -51,7 +51,7 @@ class DecisionSettings:
     """
 
     accept_threshold: float = 0.36
-    unknown_threshold: float = 0.25
+    unknown_threshold: float = 0.30
     window: int = 5
     min_agreeing: int = 3
     min_unknown: int = 4

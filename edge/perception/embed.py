@@ -23,7 +23,7 @@ class Embedder:
         shape = model.input_shape
         if len(shape) != 4 or shape[1:] != (CROP_SIZE, CROP_SIZE, 3):
             raise ModelError(f"{model.path} is not a 112x112 RGB face embedder (input {shape})")
-        outputs = model.output_shapes()
+        outputs = model.output_shapes
         if len(outputs) != 1 or len(outputs[0]) != 2:
             raise ModelError(f"{model.path} is not a face embedder (outputs {outputs})")
         self._model = model

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,34 +114,48 @@ class TfliteModel:
     Inputs are given in the units the model's manifest states (raw 0..255
     pixels for every model in this project); int8/uint8 tensors are quantized
     and dequantized here with the tensors' own scale and zero point.
+
+    Re-preparing an interpreter for a new input shape costs more than running
+    it (XNNPACK re-plans the graph), and the detector asks for the same few
+    shapes every frame (pyramid levels, batch sizes). So each shape gets its
+    own interpreter, prepared once and kept; the MAX_SHAPES used longest ago
+    are dropped.
     """
+
+    MAX_SHAPES = 24
 
     def __init__(self, path: Path, options: RuntimeOptions) -> None:
         path = resolve_model_file(Path(path), options)
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
+        self.path = path
+        self._options = options
+        self._delegates = self._load_delegates(options)
+        self.delegated = bool(self._delegates)
+        self._by_shape: dict[tuple[int, ...], _Prepared] = {}
+        first = self._new_interpreter()
+        detail = first.get_input_details()[0]
+        self.input_shape = tuple(int(d) for d in detail["shape"])
+        self.output_shapes = [tuple(int(d) for d in o["shape"]) for o in first.get_output_details()]
+        # Models with a free height/width (P-Net) are prepared per shape on first
+        # use: their stored default shape (1x1 pixels) is too small to prepare.
+        if all(int(d) > 0 for d in detail["shape_signature"][1:]):
+            first.allocate_tensors()
+            self._by_shape[self.input_shape] = _Prepared(first)
+
+    def _new_interpreter(self) -> Any:
         interpreter_class, _ = _runtime()
-        delegates = self._delegates(options)
         try:
-            self._interpreter = interpreter_class(
-                model_path=str(path),
-                num_threads=options.num_threads,
-                experimental_delegates=delegates or None,
+            return interpreter_class(
+                model_path=str(self.path),
+                num_threads=self._options.num_threads,
+                experimental_delegates=self._delegates or None,
             )
         except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"{path}: not a usable TFLite model ({exc})") from None
-        self.path = path
-        self.delegated = bool(delegates)
-        self._input_shape: tuple[int, ...] | None = None
-        # Models with a free height/width (P-Net) are allocated on first use:
-        # their stored default shape (1x1 pixels) is too small to prepare.
-        signature = self._interpreter.get_input_details()[0]["shape_signature"]
-        if all(int(d) > 0 for d in signature[1:]):
-            self._interpreter.allocate_tensors()
-            self._input_shape = self.input_shape
+            raise ModelError(f"{self.path}: not a usable TFLite model ({exc})") from None
 
     @staticmethod
-    def _delegates(options: RuntimeOptions) -> list[Any]:
+    def _load_delegates(options: RuntimeOptions) -> list[Any]:
         if options.delegate not in DELEGATES:
             raise DelegateError(
                 f"unknown delegate {options.delegate!r}; choose one of {sorted(DELEGATES)}"
@@ -157,36 +171,40 @@ class TfliteModel:
             log.warning("delegate %r unavailable, running on the CPU: %s", options.delegate, exc)
             return []
 
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self._interpreter.get_input_details()[0]["shape"])
-
-    def output_shapes(self) -> list[tuple[int, ...]]:
-        return [tuple(int(d) for d in o["shape"]) for o in self._interpreter.get_output_details()]
-
-    def _ensure_input_shape(self, shape: Sequence[int]) -> None:
-        shape = tuple(int(d) for d in shape)
-        if shape == self._input_shape:
-            return
-        index = self._interpreter.get_input_details()[0]["index"]
-        self._interpreter.resize_tensor_input(index, list(shape), strict=False)
-        self._interpreter.allocate_tensors()
-        self._input_shape = shape
+    def _prepared(self, shape: tuple[int, ...]) -> _Prepared:
+        prepared = self._by_shape.pop(shape, None)
+        if prepared is None:
+            interpreter = self._new_interpreter()
+            index = interpreter.get_input_details()[0]["index"]
+            try:
+                interpreter.resize_tensor_input(index, list(shape), strict=False)
+                interpreter.allocate_tensors()
+            except (ValueError, RuntimeError) as exc:
+                raise ModelError(f"{self.path}: cannot run on input shape {shape} ({exc})") from None
+            prepared = _Prepared(interpreter)
+            if len(self._by_shape) >= self.MAX_SHAPES:
+                del self._by_shape[next(iter(self._by_shape))]
+        self._by_shape[shape] = prepared  # most recently used last
+        return prepared
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Run the model on one input array; returns every output as float32.
+        """Run the model on one input array; returns every output as float32."""
+        prepared = self._prepared(tuple(int(d) for d in batch.shape))
+        interpreter = prepared.interpreter
+        interpreter.set_tensor(prepared.input["index"], _quantize(batch, prepared.input))
+        interpreter.invoke()
+        return [_dequantize(interpreter.get_tensor(o["index"]), o) for o in prepared.outputs]
 
-        The input shape may differ from the last call (pyramid levels, batch
-        sizes): the interpreter is resized only when it changes.
-        """
-        self._ensure_input_shape(batch.shape)
-        detail = self._interpreter.get_input_details()[0]
-        self._interpreter.set_tensor(detail["index"], _quantize(batch, detail))
-        self._interpreter.invoke()
-        return [
-            _dequantize(self._interpreter.get_tensor(o["index"]), o)
-            for o in self._interpreter.get_output_details()
-        ]
+
+class _Prepared:
+    """An interpreter allocated for one input shape, with its tensor details read once."""
+
+    __slots__ = ("interpreter", "input", "outputs")
+
+    def __init__(self, interpreter: Any) -> None:
+        self.interpreter = interpreter
+        self.input = interpreter.get_input_details()[0]
+        self.outputs = interpreter.get_output_details()
 
 
 def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:

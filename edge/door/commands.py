@@ -1,0 +1,147 @@
+"""Commands sent to the door over MQTT: parsing and validation only (no I/O, no paho).
+
+Every command is one message on ``<topic_prefix>/<device_id>/command/<subtopic>``;
+the subtopic names the action, the payload carries its argument:
+
+==================  ====================  =====================================================
+subtopic            action                payload
+==================  ====================  =====================================================
+``enroll``          ``enroll_start``      ``{"name": "alice"}``: enroll that person; or empty,
+                                          ``{}`` or ``PRESS`` (Home Assistant's button) to
+                                          enroll under the name last set with ``set_name``
+``enroll_cancel``   ``enroll_cancel``     empty, ``{}`` or ``PRESS``
+``remove``          ``remove``            ``{"name": "alice"}`` (required)
+``reload``          ``reload``            empty, ``{}`` or ``PRESS``: re-read the gallery
+``set_name``        ``set_name``          the name as plain UTF-8 text (Home Assistant's text
+                                          entity sends it so), not JSON
+==================  ====================  =====================================================
+
+A name is stripped of surrounding whitespace and must then be 1..64
+characters long, contain no control characters and no ``/``, and not start
+with ``.`` (a name becomes a folder name in a dataset). Payloads are UTF-8
+and at most ``MAX_PAYLOAD_BYTES`` long; JSON payloads must be objects with no
+fields other than ``name``.
+
+Anything else raises ``CommandError`` with a message meant for the person who
+sent the command (the link publishes it on the ``error`` topic); a malformed
+command never reaches the door's command handler.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Action = Literal["enroll_start", "enroll_cancel", "remove", "reload", "set_name"]
+
+SUBTOPICS: dict[str, Action] = {
+    "enroll": "enroll_start",
+    "enroll_cancel": "enroll_cancel",
+    "remove": "remove",
+    "reload": "reload",
+    "set_name": "set_name",
+}
+"""Command subtopic (the last topic level) -> action."""
+
+MAX_NAME_CHARS = 64
+MAX_PAYLOAD_BYTES = 4096
+BUTTON_PAYLOAD = "PRESS"
+"""What Home Assistant's MQTT button sends by default; accepted wherever no argument is needed."""
+
+
+class CommandError(ValueError):
+    """A command message that cannot be carried out as sent; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One valid command.
+
+    ``name`` is the validated person name for ``remove``, ``set_name`` and an
+    ``enroll_start`` that named someone; ``None`` otherwise (for
+    ``enroll_start``: use the name last set with ``set_name``).
+    """
+
+    action: Action
+    name: str | None = None
+
+
+def parse_command(subtopic: str, payload: bytes) -> Command:
+    """The command that ``payload`` on ``.../command/<subtopic>`` asks for.
+
+    Raises ``CommandError`` for an unknown subtopic, a payload that is too
+    long, not UTF-8, not the JSON expected, or names nobody valid.
+    """
+    action = SUBTOPICS.get(subtopic)
+    if action is None:
+        raise CommandError(f"unknown command {subtopic!r}; expected one of {sorted(SUBTOPICS)}")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise CommandError(f"{subtopic}: payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CommandError(f"{subtopic}: payload is not UTF-8 text") from None
+
+    if action == "set_name":
+        return Command(action, _name_field(subtopic, text))
+    if action == "remove":
+        fields = _json_object(subtopic, text)
+        if "name" not in fields:
+            raise CommandError(f'{subtopic}: missing "name", expected {{"name": "<person>"}}')
+        return Command(action, _name_field(subtopic, fields["name"]))
+    if action == "enroll_start":
+        fields = {} if _is_bare(text) else _json_object(subtopic, text)
+        name = fields.get("name")
+        return Command(action, None if name is None else _name_field(subtopic, name))
+    # enroll_cancel, reload: no argument; "{}" is accepted, any field is not
+    if not _is_bare(text):
+        _json_object(subtopic, text, allowed=())
+    return Command(action)
+
+
+def validate_name(raw: str) -> str:
+    """``raw`` stripped of surrounding whitespace, if it is a valid person name; else ``CommandError``."""
+    name = raw.strip()
+    if not name:
+        raise CommandError("name is empty")
+    if len(name) > MAX_NAME_CHARS:
+        raise CommandError(f"name is {len(name)} characters long; at most {MAX_NAME_CHARS} are allowed")
+    if "/" in name:
+        raise CommandError("name must not contain '/'")
+    if name.startswith("."):
+        raise CommandError("name must not start with '.'")
+    for ch in name:
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            raise CommandError(f"name must not contain control characters (found U+{ord(ch):04X})")
+    return name
+
+
+def _is_bare(text: str) -> bool:
+    """True for the argument-free payloads: empty, whitespace or the button's ``PRESS``."""
+    stripped = text.strip()
+    return stripped in ("", BUTTON_PAYLOAD)
+
+
+def _json_object(subtopic: str, text: str, allowed: tuple[str, ...] = ("name",)) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{subtopic}: payload is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise CommandError(f"{subtopic}: payload must be a JSON object, got {type(value).__name__}")
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        expected = f"only {list(allowed)}" if allowed else "no fields"
+        raise CommandError(f"{subtopic}: unknown field(s) {unknown}; expected {expected}")
+    return value
+
+
+def _name_field(subtopic: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise CommandError(f'{subtopic}: "name" must be a string, got {type(value).__name__}')
+    try:
+        return validate_name(value)
+    except CommandError as exc:
+        raise CommandError(f"{subtopic}: {exc}") from None

@@ -1,0 +1,168 @@
+"""`edge run`: the door service, wired from one Config.
+
+Opens the engine and the gallery, picks the publisher (the MQTT link when
+[mqtt] host is set, else JSON lines on stdout), opens the camera (reopened
+with backoff when it fails) and runs the loop until the source ends (with
+``exit_at_end``) or SIGTERM/SIGINT. Commands from MQTT run on the link's
+thread and touch only the gallery, whose readers see the change.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from edge.config import Config, ConfigError, embedding_model_id, open_engine
+from edge.door.commands import Command
+from edge.door.runtime import DoorLoop, LoopSettings, Publisher, StdoutPublisher
+from edge.door.decision import DecisionSettings
+from edge.door.sources import FolderSource, OpenCvSource, Reconnecting, SourceError, open_source
+from edge.door.systemd import Notifier
+from edge.gallery.store import Gallery
+
+log = logging.getLogger(__name__)
+
+
+def loop_settings(config: Config) -> LoopSettings:
+    door = config.door
+    return LoopSettings(
+        detect_every=door.detect_every,
+        attempts_per_second=door.attempts_per_second,
+        track_iou=door.track_iou,
+        track_gap=door.track_gap,
+        decision=DecisionSettings(
+            accept_threshold=config.recognition.match_threshold,
+            unknown_threshold=door.unknown_threshold,
+            window=door.window,
+            min_agreeing=door.min_agreeing,
+            min_unknown=door.min_unknown,
+            cooldown=door.cooldown,
+            min_face_size=door.min_face_size,
+            min_sharpness=door.min_sharpness,
+        ),
+    )
+
+
+class MqttPublisher:
+    """The loop's reports over the MQTT link (edge.door.mqtt)."""
+
+    def __init__(self, link) -> None:
+        self.link = link
+
+    def publish_event(self, event: dict) -> None:
+        self.link.publish_event(event)
+
+    def publish_state(self, state: dict) -> None:
+        self.link.publish_state(state)
+
+    def publish_camera(self, state: str, detail: str) -> None:
+        self.link.publish_status({"camera": state, "detail": detail})
+
+
+class CommandHandler:
+    """Carries out MQTT commands on the gallery; anything it cannot do raises (the link answers on `error`)."""
+
+    def __init__(self, gallery_path: Path, model_id: str) -> None:
+        self.gallery_path, self.model_id = gallery_path, model_id
+        self.next_name: str | None = None
+
+    def __call__(self, command: Command) -> None:
+        if command.action == "set_name":
+            self.next_name = command.name
+        elif command.action == "remove":
+            gallery = Gallery.open(self.gallery_path, self.model_id, writable=True, lock_timeout=5.0)
+            try:
+                removed = gallery.delete_identity(command.name)
+            finally:
+                gallery.close()
+            if not removed:
+                raise ValueError(f"nobody named {command.name!r} is enrolled")
+            log.info("removed %s (%d samples)", command.name, removed)
+        elif command.action == "reload":
+            pass  # the loop's Gallery.view() re-reads the gallery whenever it changed
+        else:
+            raise ValueError(f"{command.action}: enrollment at the door is not available in this version")
+
+
+def run_door(config: Config, exit_at_end: bool = False) -> int:
+    """Run the door until the source ends (exit_at_end) or a signal; returns frames processed."""
+    if config.gallery.path is None:
+        raise ConfigError("no gallery: pass --gallery DIR or set [gallery] path (make one with `edge gallery build`)")
+    model_id = embedding_model_id(config.recognition)
+    gallery = Gallery.open(config.gallery.path, model_id=model_id)
+    engine = open_engine(config.recognition)
+    door = config.door
+    try:
+        source = open_source(door.source, door.frame_width, door.frame_height, door.folder_fps)
+    except SourceError as exc:
+        gallery.close()
+        raise ConfigError(str(exc)) from None
+    link = None
+    if config.mqtt.host is not None:
+        from edge.door.mqtt import MqttLink
+
+        link = MqttLink(mqtt_settings(config), CommandHandler(Path(config.gallery.path), model_id))
+        link.start()
+        publisher: Publisher = MqttPublisher(link)
+    else:
+        publisher = StdoutPublisher()
+    loop = DoorLoop(engine, gallery, publisher, loop_settings(config), door.device_id, source.name)
+    stop = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        stop.set()
+        loop.stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        replay = isinstance(source, FolderSource) or (isinstance(source, OpenCvSource) and source.is_file)
+        if replay:
+            try:
+                source.__enter__()
+            except SourceError as exc:
+                raise ConfigError(str(exc)) from None
+            opened = source
+        else:
+            opened = Reconnecting(source, publisher.publish_camera).__enter__()
+        notifier = Notifier()
+        notifier.notify("READY=1")
+        try:
+            frames = loop.run(opened, notifier.ping)
+        finally:
+            opened.__exit__(None, None, None)
+        if not exit_at_end and link is not None:
+            while not stop.wait(notifier.interval):  # the source ended: keep serving commands
+                notifier.ping()
+        return frames
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if link is not None:
+            link.stop()
+        gallery.close()
+
+
+def mqtt_settings(config: Config):
+    """The link's settings from [mqtt] and [door]."""
+    from edge.door.mqtt import MqttSettings
+
+    m = config.mqtt
+    return MqttSettings(
+        host=m.host,
+        device_id=config.door.device_id,
+        device_name=config.door.device_name,
+        port=m.port,
+        username=m.username,
+        password=m.password,
+        tls=m.tls,
+        ca_file=None if m.ca_file is None else str(m.ca_file),
+        certfile=None if m.certfile is None else str(m.certfile),
+        keyfile=None if m.keyfile is None else str(m.keyfile),
+        topic_prefix=m.topic_prefix,
+        discovery_prefix=m.discovery_prefix,
+        keepalive=m.keepalive,
+        queue_limit=m.queue_limit,
+        publish_face_image=m.publish_face_image,
+    )

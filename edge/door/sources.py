@@ -1,0 +1,273 @@
+"""Where frames come from: a Pi camera, an OpenCV capture, or a folder of images.
+
+Every source is a context manager with one method, ``read() -> Frame | None``
+(None: the source has ended, e.g. the last file of a folder or the end of a
+video file). A camera that fails raises SourceError from ``read``; the
+runtime then closes it and reopens it with backoff (``Reconnecting``), so
+the process never dies of a camera that goes away.
+
+``open_source(spec)`` picks the kind from the spec string:
+
+    picamera            the Pi camera (picamera2; the ``pi`` extra, apt on Raspberry Pi OS)
+    0, 1, ...           a USB camera by OpenCV index
+    rtsp://..., http://...  a network stream
+    a folder            the images in it, in name order (tests, replays)
+    a file              a video file
+
+Frames are BGR uint8 (H, W, 3) with a timestamp in seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edge.imageio import IMAGE_SUFFIXES, ImageError, load_image
+
+log = logging.getLogger(__name__)
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be opened or stopped delivering frames."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One frame: ``image`` BGR uint8 (H, W, 3); ``time`` seconds (the source's clock)."""
+
+    image: np.ndarray
+    time: float
+    index: int
+
+
+class FrameSource(Protocol):
+    """What the runtime reads frames from."""
+
+    name: str
+
+    def __enter__(self) -> FrameSource: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def read(self) -> Frame | None: ...
+
+
+class FolderSource:
+    """The images of a folder in name order, one frame each, then the end.
+
+    ``fps`` sets the frame times (index / fps), so that a replay has the
+    timing of a camera however fast it is processed. Unreadable files are
+    logged and skipped.
+    """
+
+    def __init__(self, folder: Path, fps: float = 10.0) -> None:
+        self.folder = Path(folder)
+        self.name = self.folder.name
+        self.fps = fps
+        self._files: list[Path] = []
+        self._next = 0
+
+    def __enter__(self) -> FolderSource:
+        if not self.folder.is_dir():
+            raise SourceError(f"{self.folder}: not a folder")
+        self._files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self._files:
+            raise SourceError(f"{self.folder}: no images")
+        self._next = 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._files = []
+
+    def read(self) -> Frame | None:
+        while self._next < len(self._files):
+            index, path = self._next, self._files[self._next]
+            self._next += 1
+            try:
+                return Frame(load_image(path), index / self.fps, index)
+            except ImageError as exc:
+                log.warning("skipping frame: %s", exc)
+        return None
+
+
+class OpenCvSource:
+    """A USB camera (index), a network stream (URL) or a video file, through cv2.VideoCapture.
+
+    A camera or stream that returns no frame raises SourceError; a video
+    file that returns no frame has ended (None).
+    """
+
+    def __init__(self, spec: str, width: int | None = None, height: int | None = None) -> None:
+        self.spec = spec
+        self.name = spec.rsplit("@", 1)[-1]  # never show a URL's credentials
+        self.is_file = not spec.isdigit() and "://" not in spec
+        self.width, self.height = width, height
+        self._capture = None
+        self._index = 0
+
+    def __enter__(self) -> OpenCvSource:
+        import cv2
+
+        target = int(self.spec) if self.spec.isdigit() else self.spec
+        capture = cv2.VideoCapture(target)
+        if not capture.isOpened():
+            capture.release()
+            raise SourceError(f"cannot open video source {self.name!r}")
+        if self.width and self.height:
+            capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        self._capture = capture
+        self._index = 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+    def read(self) -> Frame | None:
+        if self._capture is None:
+            raise SourceError(f"video source {self.name!r} is not open")
+        ok, image = self._capture.read()
+        if not ok or image is None:
+            if self.is_file:
+                return None
+            raise SourceError(f"video source {self.name!r} stopped delivering frames")
+        frame = Frame(image, time.monotonic(), self._index)
+        self._index += 1
+        return frame
+
+
+class PiCameraSource:
+    """The Raspberry Pi camera through picamera2 (imported only when opened)."""
+
+    def __init__(self, width: int = 640, height: int = 480) -> None:
+        self.name = "picamera"
+        self.width, self.height = width, height
+        self._camera = None
+        self._index = 0
+
+    def __enter__(self) -> PiCameraSource:
+        try:
+            from picamera2 import Picamera2
+        except ImportError as exc:
+            raise SourceError(
+                "picamera2 is not installed: on Raspberry Pi OS `apt install python3-picamera2` "
+                "and make the venv with --system-site-packages (make does this on a Pi)"
+            ) from exc
+        try:
+            camera = Picamera2()
+            # "RGB888" in libcamera's naming is B, G, R byte order: OpenCV's BGR.
+            camera.configure(camera.create_video_configuration(main={"size": (self.width, self.height), "format": "RGB888"}))
+            camera.start()
+        except Exception as exc:  # picamera2 raises RuntimeError/IndexError/OSError variously
+            raise SourceError(f"cannot open the Pi camera: {exc}") from exc
+        self._camera = camera
+        self._index = 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._camera is not None:
+            try:
+                self._camera.stop()
+                self._camera.close()
+            finally:
+                self._camera = None
+
+    def read(self) -> Frame | None:
+        if self._camera is None:
+            raise SourceError("the Pi camera is not open")
+        try:
+            image = self._camera.capture_array("main")
+        except Exception as exc:
+            raise SourceError(f"the Pi camera stopped delivering frames: {exc}") from exc
+        frame = Frame(np.ascontiguousarray(image[:, :, :3]), time.monotonic(), self._index)
+        self._index += 1
+        return frame
+
+
+def open_source(spec: str, width: int = 640, height: int = 480, fps: float = 10.0) -> FrameSource:
+    """The source a spec string names (see the module docstring); not yet opened."""
+    if spec == "picamera":
+        return PiCameraSource(width, height)
+    if spec.isdigit() or "://" in spec:
+        return OpenCvSource(spec, width, height)
+    path = Path(spec)
+    if path.is_dir():
+        return FolderSource(path, fps)
+    if path.is_file():
+        return OpenCvSource(spec)
+    raise SourceError(f"{spec}: no such folder, file or camera (use picamera, a camera index or a URL)")
+
+
+class Reconnecting:
+    """Keeps a camera going: when it fails, close it, wait, reopen it; forever.
+
+    Waits grow from ``first_delay`` doubling up to ``max_delay`` seconds and
+    reset after a frame arrives. ``on_state(state, detail)`` hears
+    'online' / 'offline' changes (for the published camera state).
+    ``sleep`` is injectable for tests. The end of a file or folder is
+    passed through as None; only errors reconnect.
+    """
+
+    def __init__(
+        self,
+        source: FrameSource,
+        on_state: Callable[[str, str], None] = lambda state, detail: None,
+        first_delay: float = 1.0,
+        max_delay: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.source = source
+        self.name = source.name
+        self._on_state = on_state
+        self._first_delay, self._max_delay = first_delay, max_delay
+        self._sleep = sleep
+        self._open = False
+
+    def __enter__(self) -> Reconnecting:
+        self._reopen(initial=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
+
+    def read(self) -> Frame | None:
+        while True:
+            try:
+                return self.source.read()
+            except SourceError as exc:
+                log.warning("camera %s failed: %s", self.name, exc)
+                self._on_state("offline", str(exc))
+                self._close()
+                self._reopen(initial=False)
+
+    def _reopen(self, initial: bool) -> None:
+        delay = self._first_delay
+        while True:
+            try:
+                self.source.__enter__()
+                self._open = True
+                self._on_state("online", "")
+                return
+            except SourceError as exc:
+                if initial:
+                    self._on_state("offline", str(exc))
+                    initial = False
+                log.warning("camera %s unavailable (%s); retrying in %.0f s", self.name, exc, delay)
+                self._sleep(delay)
+                delay = min(delay * 2, self._max_delay)
+
+    def _close(self) -> None:
+        if self._open:
+            self._open = False
+            try:
+                self.source.__exit__(None, None, None)
+            except Exception as exc:  # a dead camera may fail to close too
+                log.warning("closing camera %s: %s", self.name, exc)

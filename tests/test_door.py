@@ -1,0 +1,172 @@
+"""The door loop end to end on the bundled scene (events on stdout), and the frame sources."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.config import Config, ConfigError
+from edge.door import demo
+from edge.door.runtime import DoorLoop, StdoutPublisher
+from edge.door.sources import Frame, FolderSource, Reconnecting, SourceError, open_source
+from edge.enrollment import build_gallery
+from edge.gallery.store import Gallery
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    work = tmp_path_factory.mktemp("door")
+    build_gallery(demo.write_dataset(work / "people"), work / "gallery", Config(), workers=1)
+    return work / "gallery", demo.write_frames(work / "frames")
+
+
+class RecordingPublisher(StdoutPublisher):
+    def __init__(self):
+        super().__init__(io.StringIO())
+        self.states, self.cameras = [], []
+
+    def events(self):
+        return [json.loads(line) for line in self.stream.getvalue().splitlines()]
+
+    def publish_state(self, state):
+        self.states.append(state)
+
+    def publish_camera(self, state, detail):
+        self.cameras.append((state, detail))
+
+
+def test_enrolled_visitor_is_recognized_once_and_a_stranger_is_unknown(scene, engine):
+    gallery_path, frames = scene
+    publisher = RecordingPublisher()
+    gallery = Gallery.open(gallery_path)
+    try:
+        loop = DoorLoop(engine, gallery, publisher, device="door1", camera="test")
+        with FolderSource(frames) as source:
+            assert loop.run(source) == len(list(frames.iterdir()))
+    finally:
+        gallery.close()
+    events = publisher.events()
+    assert [(e["event_type"], e["name"]) for e in events] == [("recognized", "obama"), ("unknown", None)]
+    recognized, unknown = events
+    assert recognized["similarity"] >= 0.36 > unknown["similarity"]
+    assert recognized["track_id"] != unknown["track_id"]
+    assert recognized["device"] == "door1" and recognized["camera"] == "test"
+    assert "T" in recognized["timestamp"] and recognized["timestamp"][-6] in "+-"
+    assert len(recognized["box"]) == 4
+    # 'who is here' went from nobody to obama and back to nobody when he left
+    present = [s["present"] for s in publisher.states]
+    assert present[0] == [] and ["obama"] in present and present[-1] == []
+    assert publisher.states[-1]["last_person"] == "obama"
+
+
+def test_everyone_is_a_stranger_to_an_empty_gallery(scene, engine, tmp_path):
+    from edge.config import RecognitionConfig, embedding_model_id
+
+    _, frames = scene
+    gallery = Gallery.create(tmp_path / "empty", embedding_model_id(RecognitionConfig()))
+    publisher = RecordingPublisher()
+    try:
+        with FolderSource(frames) as source:
+            DoorLoop(engine, gallery, publisher).run(source)
+    finally:
+        gallery.close()
+    assert [(e["event_type"], e["name"]) for e in publisher.events()] == [("unknown", None), ("unknown", None)]
+
+
+def test_folder_source_reads_images_in_name_order_and_skips_unreadable_files(tmp_path):
+    for i, value in enumerate((10, 20, 30)):
+        cv2.imwrite(str(tmp_path / f"{i:02d}.png"), np.full((8, 8, 3), value, np.uint8))
+    (tmp_path / "01b.jpg").write_bytes(b"not an image")
+    (tmp_path / "notes.txt").write_text("ignored")
+    with FolderSource(tmp_path, fps=5.0) as source:
+        frames = []
+        while (frame := source.read()) is not None:
+            frames.append(frame)
+    assert [int(f.image[0, 0, 0]) for f in frames] == [10, 20, 30]
+    assert [f.time for f in frames] == [0.0, 0.2, 0.6]  # index / fps; the unreadable file kept its slot
+
+
+def test_sources_by_spec_and_clear_errors(tmp_path):
+    assert isinstance(open_source(str(tmp_path)), FolderSource)
+    with pytest.raises(SourceError, match="no such folder"):
+        open_source(str(tmp_path / "missing"))
+    with pytest.raises(SourceError, match="no images"):
+        FolderSource(tmp_path).__enter__()
+    with pytest.raises(SourceError, match="cannot open"):
+        open_source("rtsp://user:secret@127.0.0.1:1/none").__enter__()
+
+
+class FlakyCamera:
+    """A fake camera: fails to open ``open_failures`` times, then gives ``frames_per_life`` frames and dies."""
+
+    name = "flaky"
+
+    def __init__(self, open_failures: int, frames_per_life: int, lives: int):
+        self.open_failures, self.frames_per_life, self.lives = open_failures, frames_per_life, lives
+        self.opened = self.closed = self.index = 0
+        self.left = 0
+
+    def __enter__(self):
+        if self.open_failures:
+            self.open_failures -= 1
+            raise SourceError("no camera")
+        self.opened += 1
+        self.left = self.frames_per_life
+        return self
+
+    def __exit__(self, *exc):
+        self.closed += 1
+
+    def read(self):
+        if self.left == 0:
+            if self.opened >= self.lives:
+                return None  # the test's way of ending the run
+            raise SourceError("camera unplugged")
+        self.left -= 1
+        self.index += 1
+        return Frame(np.zeros((4, 4, 3), np.uint8), float(self.index), self.index)
+
+
+def test_a_camera_that_disappears_is_reopened_with_growing_waits_and_its_state_reported():
+    camera = FlakyCamera(open_failures=3, frames_per_life=2, lives=3)
+    waits, states = [], []
+    with Reconnecting(camera, lambda s, d: states.append(s), first_delay=1, max_delay=3, sleep=waits.append) as source:
+        frames = []
+        while (frame := source.read()) is not None:
+            frames.append(frame.index)
+    assert frames == [1, 2, 3, 4, 5, 6]
+    assert waits == [1, 2, 3]  # doubling, capped
+    assert states == ["offline", "online", "offline", "online", "offline", "online"]
+    assert camera.closed == 3
+
+
+def test_run_command_rejects_bad_overrides(capsys):
+    from edge.cli import main
+
+    assert main(["run", "--mqtt", "http://broker"]) == 2
+    assert "mqtt[s]://" in capsys.readouterr().err
+    assert main(["run", "--device-id", "bad id!", "--gallery", "/nonexistent"]) == 2
+    assert "device_id" in capsys.readouterr().err
+    assert main(["run", "--gallery", "/nonexistent/gallery", "--source", "/nonexistent"]) == 2
+    assert "not a gallery" in capsys.readouterr().err
+
+
+def test_validate_config(tmp_path, capsys, monkeypatch):
+    from edge.cli import main
+
+    good = tmp_path / "good.toml"
+    good.write_text('[mqtt]\nhost = "broker"\npassword = "${EDGE_TEST_PASSWORD}"\n[door]\ndevice_id = "front"\n')
+    monkeypatch.setenv("EDGE_TEST_PASSWORD", "hunter2")
+    assert main(["validate-config", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "valid" in out and "hunter2" not in out and '"device_id": "front"' in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[door]\nmin_agreeing = 9\nwindow = 5\n")
+    assert main(["validate-config", str(bad)]) == 2
+    assert "min_agreeing" in capsys.readouterr().err
+    with pytest.raises(ConfigError):
+        Config().with_overrides(door={"cooldown": -1})
