@@ -44,7 +44,7 @@ def embedder_sha256() -> str:
 def lfw_embeddings(lfw: Path = LFW, embedder: str = "edge", workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(names (n,), embeddings (n, 128) float32) of every LFW photo where a face was found.
 
-    embedder "edge": edge.verification.embed_photos (MTCNN + SFace, this
+    embedder "edge": edge.photos.embed_photos (MTCNN + SFace, this
     repository's models); "reference": benchmarks/reference.py (OpenCV's
     YuNet + the same SFace weights), for when the edge models are not usable.
     """
@@ -53,7 +53,7 @@ def lfw_embeddings(lfw: Path = LFW, embedder: str = "edge", workers: int | None 
         raise FileNotFoundError(f"no LFW photos under {lfw}")
     if embedder == "edge":
         from edge.config import RecognitionConfig
-        from edge.verification import embed_photos
+        from edge.photos import embed_photos
 
         key = embedder_sha256()
         results = ((r.path, r.embedding) for r in embed_photos(paths, RecognitionConfig(), workers=workers))
