@@ -45,7 +45,9 @@ class RecognitionConfig(_Strict):
     gpu_delegate_library: str | None = None
     min_face_size: float = Field(20.0, ge=12.0, le=2000.0, description="pixels")
     scale_factor: float = Field(0.709, ge=0.3, le=0.95, description="pyramid step")
-    detect_thresholds: tuple[Probability, Probability, Probability] = (0.6, 0.7, 0.7)
+    detect_thresholds: tuple[Probability, Probability, Probability] = Field(
+        (0.6, 0.7, 0.9), description="face probability cut-offs of P-Net, R-Net, O-Net"
+    )
     detect_max_side: int = Field(1280, ge=64, le=8192, description="larger images are downscaled for detection, pixels")
     flip_average: bool = Field(False, description="average each embedding with its mirror image's")
     match_threshold: float = Field(

@@ -32,7 +32,9 @@ class DetectorSettings:
 
     min_face_size: float = 20.0
     scale_factor: float = 0.709
-    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.9)
+    """O-Net's 0.9 (MTCNN's usual is 0.7): of 2,999 LFW photos none had its main
+    face below 0.95, while folds of a dark suit in a bundled portrait scored 0.82."""
 
 
 class MtcnnDetector:
