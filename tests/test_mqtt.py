@@ -20,14 +20,13 @@ import pytest
 
 paho = pytest.importorskip("paho.mqtt.client")
 
-from broker import Mosquitto, free_port, mosquitto_binary  # noqa: E402
+from broker import TIMEOUT, Mosquitto, Observer, free_port, mosquitto_binary  # noqa: E402
 
 from edge.door.commands import Command, CommandError  # noqa: E402
 from edge.door.mqtt import MqttLink, MqttSettings, make_event  # noqa: E402
 
 DEVICE = "door1"
 BASE = f"edge/{DEVICE}"
-TIMEOUT = 10.0
 """Seconds to wait for something that should happen; generous for a busy 2-core machine."""
 HA_COMPONENTS = {"event", "sensor", "binary_sensor", "button", "text"}
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9"
@@ -42,69 +41,6 @@ def mosquitto(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mosqui
 
 
 persistent_broker = pytest.mark.parametrize("mosquitto", [{"persistence": True}], indirect=True, ids=["persistent"])
-
-
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    dup: bool
-
-    def json(self) -> dict:
-        return json.loads(self.payload)
-
-
-class Observer:
-    """A paho client that subscribes to ``topics`` and records what arrives."""
-
-    def __init__(
-        self, broker: Mosquitto, topics: list[str], *, client_id: str | None = None, clean_session: bool = True
-    ) -> None:
-        self.messages: list[Message] = []
-        self._cond = threading.Condition()
-        self._subscribed = threading.Event()
-        self.client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"observer-{uuid.uuid4().hex[:8]}",
-            clean_session=clean_session,
-        )
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
-        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(1, 1)
-        self.client.connect(broker.host, broker.port, keepalive=10)
-        self.client.loop_start()
-        assert self._subscribed.wait(TIMEOUT), "observer could not subscribe"
-
-    def _on_message(self, client: object, userdata: object, msg: paho.MQTTMessage) -> None:
-        with self._cond:
-            self.messages.append(Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), bool(msg.dup)))
-            self._cond.notify_all()
-
-    def on(self, topic: str) -> list[Message]:
-        with self._cond:
-            return [m for m in self.messages if m.topic == topic]
-
-    def wait_for(self, topic: str, count: int = 1, timeout: float = TIMEOUT) -> list[Message]:
-        """The first ``count`` messages on ``topic``, waiting for them up to ``timeout`` seconds."""
-        with self._cond:
-            self._cond.wait_for(lambda: len(self.on(topic)) >= count, timeout)
-            found = self.on(topic)
-        assert len(found) >= count, f"{len(found)} of {count} messages on {topic}: {found}"
-        return found[:count]
-
-    def clear(self) -> None:
-        with self._cond:
-            self.messages.clear()
-
-    def publish(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(TIMEOUT)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @pytest.fixture
