@@ -170,3 +170,23 @@ def test_validate_config(tmp_path, capsys, monkeypatch):
     assert "min_agreeing" in capsys.readouterr().err
     with pytest.raises(ConfigError):
         Config().with_overrides(door={"cooldown": -1})
+
+
+def test_camera_state_rides_in_the_retained_state_message():
+    from edge.door.service import MqttPublisher
+
+    class Link:
+        def __init__(self):
+            self.states = []
+
+        def publish_state(self, state):
+            self.states.append(state)
+
+    link = Link()
+    publisher = MqttPublisher(link)
+    publisher.publish_state({"present": ["obama"], "known_present": True, "last_person": "obama"})
+    publisher.publish_camera("offline", "camera unplugged")
+    assert link.states[-1] == {"present": ["obama"], "known_present": True, "last_person": "obama",
+                               "camera_online": False, "camera_detail": "camera unplugged"}
+    publisher.publish_camera("online", "")
+    assert link.states[-1]["camera_online"] is True and link.states[-1]["present"] == ["obama"]

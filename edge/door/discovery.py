@@ -39,6 +39,10 @@ STATE_FIELDS = {
     "known_present": "true while at least one known person is in view (the binary sensor)",
     "last_person": "the last person recognized, or null (the sensor)",
     "timestamp": "ISO 8601 time with zone of this state",
+    "device": "the door's device_id",
+    "camera": "the camera's name (a stream is named by host, never with its credentials)",
+    "camera_online": "false while the camera is gone and being reopened",
+    "camera_detail": "why the camera is offline, or empty",
 }
 """The fields of a ``state`` message; ``known_present`` and ``last_person`` are required."""
 

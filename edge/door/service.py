@@ -46,19 +46,28 @@ def loop_settings(config: Config) -> LoopSettings:
 
 
 class MqttPublisher:
-    """The loop's reports over the MQTT link (edge.door.mqtt)."""
+    """The loop's reports over the MQTT link (edge.door.mqtt).
+
+    The camera's state rides in the retained ``state`` message
+    (``camera_online``, ``camera_detail``), so Home Assistant and anyone
+    subscribing later see whether the door can currently see.
+    """
 
     def __init__(self, link) -> None:
         self.link = link
+        self._state: dict = {"present": [], "known_present": False, "last_person": None}
+        self._camera: dict = {"camera_online": True, "camera_detail": ""}
 
     def publish_event(self, event: dict) -> None:
         self.link.publish_event(event)
 
     def publish_state(self, state: dict) -> None:
-        self.link.publish_state(state)
+        self._state = dict(state)
+        self.link.publish_state({**self._state, **self._camera})
 
     def publish_camera(self, state: str, detail: str) -> None:
-        self.link.publish_status({"camera": state, "detail": detail})
+        self._camera = {"camera_online": state == "online", "camera_detail": detail}
+        self.link.publish_state({**self._state, **self._camera})
 
 
 class CommandHandler:
