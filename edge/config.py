@@ -84,6 +84,7 @@ class DoorConfig(_Strict):
     attempts_per_second: float = Field(10.0, gt=0.0, le=60.0, description="most gallery matches per person per second")
     track_iou: float = Field(0.3, gt=0.0, le=1.0, description="box overlap that continues a track")
     track_gap: float = Field(2.0, gt=0.0, le=60.0, description="seconds unseen before a person counts as gone")
+    unknown_recheck: float = Field(1.0, ge=0.0, le=60.0, description="seconds between matches of a face already announced unknown")
     unknown_threshold: float = Field(
         0.30, ge=-1.0, le=1.0, description="similarity below which an attempt counts as a stranger (at most match_threshold)"
     )

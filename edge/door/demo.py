@@ -18,6 +18,9 @@ import numpy as np
 FRAME_SIZE = (640, 480)
 """Width, height of the generated frames, pixels."""
 
+PORTRAIT_HEIGHT = 460
+"""Pixels: the visitor's portrait nearly fills the frame's height (a face about 70 px wide)."""
+
 ENROLLED = {"obama": ("obama.jpg", "obama2.jpg")}
 VISITORS = ("obama3.jpg", "biden.jpg")
 
@@ -52,19 +55,19 @@ def write_frames(
     """Numbered PNG frames: each visitor walks across, with empty frames in between.
 
     With ``faces_per_frame`` > 1 the visitor appears that many times side by
-    side (smaller), for timing several faces per frame.
+    side (each portrait cut to its slot), for timing several faces per frame.
+    The visitor moves one pixel per frame.
     """
     samples = samples or samples_dir()
     out.mkdir(parents=True, exist_ok=True)
+    slot = FRAME_SIZE[0] // faces_per_frame
     index = 0
     for visitor in visitors:
-        portrait = cv2.imread(str(samples / visitor))
+        portrait = _fit(cv2.imread(str(samples / visitor)), slot - 8, PORTRAIT_HEIGHT)
         for step in range(frames_per_visit):
             frame = _background()
-            height = 460 if faces_per_frame == 1 else 2 * FRAME_SIZE[0] // faces_per_frame
-            slot = FRAME_SIZE[0] // faces_per_frame
             for k in range(faces_per_frame):
-                _paste(frame, portrait, height, k * slot + slot // 2 + 4 * step - 20, FRAME_SIZE[1] // 2)
+                _paste(frame, portrait, k * slot + slot // 2 + step - frames_per_visit // 2, FRAME_SIZE[1] // 2)
             cv2.imwrite(str(out / f"{index:05d}.png"), frame)
             index += 1
         for _ in range(empty_frames):
@@ -79,10 +82,17 @@ def _background() -> np.ndarray:
     return np.repeat(np.repeat(ramp[None, :, None], height, axis=0), 3, axis=2).astype(np.uint8)
 
 
-def _paste(frame: np.ndarray, portrait: np.ndarray, height: int, cx: int, cy: int) -> None:
-    width = round(portrait.shape[1] * height / portrait.shape[0])
-    scaled = cv2.resize(portrait, (width, height), interpolation=cv2.INTER_AREA)
+def _fit(portrait: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The portrait scaled to ``height``, its sides cut (about the middle) to at most ``width``."""
+    scaled_width = round(portrait.shape[1] * height / portrait.shape[0])
+    scaled = cv2.resize(portrait, (scaled_width, height), interpolation=cv2.INTER_AREA)
+    cut = max(0, scaled_width - width) // 2
+    return scaled[:, cut : cut + min(width, scaled_width)]
+
+
+def _paste(frame: np.ndarray, portrait: np.ndarray, cx: int, cy: int) -> None:
+    height, width = portrait.shape[:2]
     x1, y1 = cx - width // 2, cy - height // 2
     fx1, fy1 = max(x1, 0), max(y1, 0)
     fx2, fy2 = min(x1 + width, frame.shape[1]), min(y1 + height, frame.shape[0])
-    frame[fy1:fy2, fx1:fx2] = scaled[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]
+    frame[fy1:fy2, fx1:fx2] = portrait[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]

@@ -75,12 +75,15 @@ class LoopSettings:
     attempts_per_second: most gallery matches per track per second of frame time.
     track_iou: box overlap (intersection over union, 0..1) that continues a track.
     track_gap: seconds a track may go unseen before it ends (the person left).
+    unknown_recheck: seconds between matches of a track already announced
+        unknown (it may still turn out to be someone, e.g. after turning round).
     """
 
     detect_every: int = 1
     attempts_per_second: float = 10.0
     track_iou: float = 0.3
     track_gap: float = 2.0
+    unknown_recheck: float = 1.0
     decision: DecisionSettings = field(default_factory=DecisionSettings)
 
 
@@ -103,6 +106,7 @@ class DoorLoop:
         self.decisions = DecisionMaker(settings.decision)
         self._last_attempt: dict[int, float] = {}
         self._recognized: set[int] = set()
+        self._unknown: set[int] = set()
         self._present: list[str] = []
         self._last_person: str | None = None
         self._stop = threading.Event()
@@ -137,17 +141,21 @@ class DoorLoop:
             self.decisions.forget(track_id)
             self._last_attempt.pop(track_id, None)
             self._recognized.discard(track_id)
+            self._unknown.discard(track_id)
+        due = [(face, track.track_id) for face, track in zip(faces, step.current) if self._due(track.track_id, frame.time)]
         made = []
-        for face, track in zip(faces, step.current):
-            if not self._due(track.track_id, frame.time):
+        for attempt in self._attempts(frame, due):
+            decision = self.decisions.observe(attempt)
+            if decision is None:
                 continue
-            decision = self.decisions.observe(self._attempt(frame, face, track.track_id))
-            if decision is not None:
-                made.append(decision)
-                if decision.event_type == "recognized":
-                    self._recognized.add(track.track_id)
-                    self._last_person = decision.name
-                self.publisher.publish_event(self.event(decision))
+            made.append(decision)
+            if decision.event_type == "recognized":
+                self._recognized.add(decision.track_id)
+                self._unknown.discard(decision.track_id)
+                self._last_person = decision.name
+            else:
+                self._unknown.add(decision.track_id)
+            self.publisher.publish_event(self.event(decision))
         self._publish_state(frame.time)
         return made
 
@@ -167,24 +175,36 @@ class DoorLoop:
         """Whether this track's face should be matched in this frame."""
         if track_id in self._recognized:
             return False
+        interval = 1.0 / self.settings.attempts_per_second
+        if track_id in self._unknown:
+            interval = max(interval, self.settings.unknown_recheck)
         last = self._last_attempt.get(track_id)
         # (a hair of tolerance, so that 10 attempts/s at 10 frames/s means every frame)
-        if last is not None and now - last < 0.999 / self.settings.attempts_per_second:
+        if last is not None and now - last < 0.999 * interval:
             return False
         self._last_attempt[track_id] = now
         return True
 
-    def _attempt(self, frame: Frame, face: Face, track_id: int) -> Attempt:
+    def _attempts(self, frame: Frame, due: list[tuple[Face, int]]) -> list[Attempt]:
+        """Embed the due faces in one batch and match them in one gallery pass."""
         min_size = self.settings.decision.min_face_size
-        name, similarity, sharpness = None, -1.0, None
-        if face.box.size >= min_size:  # too small to decide on: skip the embedding work
-            crop = self.engine.align(frame.image, [face])
-            sharpness = laplacian_variance(crop[0])
-            vector = self.engine.embedder.embed(crop)
-            found = search(self.gallery, vector, k=1)[0]
-            if found:
-                name, similarity = found[0].name, found[0].similarity
-        return Attempt(track_id, face.box, name, similarity, sharpness, frame.time)
+        usable = [face for face, _ in due if face.box.size >= min_size]  # smaller: not worth embedding
+        found: list = []
+        sharpness: list[float] = []
+        if usable:
+            crops = self.engine.align(frame.image, usable)
+            sharpness = [laplacian_variance(crop) for crop in crops]
+            found = search(self.gallery, self.engine.embedder.embed(crops), k=1)
+        attempts, used = [], 0
+        for face, track_id in due:
+            name, similarity, sharp = None, -1.0, None
+            if face.box.size >= min_size:
+                best, sharp = found[used], sharpness[used]
+                used += 1
+                if best:
+                    name, similarity = best[0].name, best[0].similarity
+            attempts.append(Attempt(track_id, face.box, name, similarity, sharp, frame.time))
+        return attempts
 
     def _publish_state(self, now: float, force: bool = False) -> None:
         present = self.decisions.present(now)

@@ -32,6 +32,7 @@ def loop_settings(config: Config) -> LoopSettings:
         attempts_per_second=door.attempts_per_second,
         track_iou=door.track_iou,
         track_gap=door.track_gap,
+        unknown_recheck=door.unknown_recheck,
         decision=DecisionSettings(
             accept_threshold=config.recognition.match_threshold,
             unknown_threshold=door.unknown_threshold,
