@@ -13,7 +13,8 @@ and CPU time are its own):
 
 Reported: frames per second of processing (frames are fed as fast as they
 are processed), CPU use (process CPU seconds per wall second; 2.0 = both
-cores busy), peak RSS, and for ``tracked`` the latency from the start of a
+cores busy), peak RSS (of the whole measuring process, which also builds
+the small gallery with an engine of its own), and for ``tracked`` the latency from the start of a
 visit's first frame to its event, in processing milliseconds and in frames
 (multiply by the camera's frame interval for the latency at a live camera).
 
