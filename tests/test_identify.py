@@ -1,0 +1,74 @@
+"""`edge identify` on real photos against a gallery of one enrolled person."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import FACES, side_by_side
+from edge.cli import main
+from edge.cli.common import EXIT_INPUT, EXIT_OK, EXIT_USAGE
+from edge.config import Config
+from edge.door import demo
+from edge.enrollment import build_gallery
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    work = tmp_path_factory.mktemp("identify")
+    build_gallery(demo.write_dataset(work / "people"), work / "gallery", Config(), workers=1)  # obama only
+    return work / "gallery"
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    obama3, biden = cv2.imread(str(FACES / "obama3.jpg")), cv2.imread(str(FACES / "biden.jpg"))
+    cv2.imwrite(str(folder / "a_obama.jpg"), obama3)
+    cv2.imwrite(str(folder / "b_biden.jpg"), biden)
+    cv2.imwrite(str(folder / "c_both.jpg"), side_by_side(obama3, biden))
+    cv2.imwrite(str(folder / "d_nobody.png"), np.random.default_rng(1).integers(0, 255, (200, 300, 3), dtype=np.uint8))
+    (folder / "e_broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    return folder
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_classic_lines_name_each_face(gallery, photos, capsys):
+    code, out, _ = run(capsys, "identify", photos, "--gallery", gallery)
+    assert code == EXIT_INPUT  # the broken file
+    lines = out.splitlines()
+    assert f"{photos / 'a_obama.jpg'},obama" in lines
+    assert f"{photos / 'b_biden.jpg'},unknown_person" in lines
+    both = sorted(line.split(",")[1] for line in lines if "c_both" in line)
+    assert both == ["obama", "unknown_person"]
+    assert f"{photos / 'd_nobody.png'},no_persons_found" in lines
+    assert any(line.startswith(f"{photos / 'e_broken.jpg'},error:") for line in lines)
+
+
+def test_json_gives_boxes_scores_and_the_nearest_person_regardless_of_threshold(gallery, photos, capsys):
+    code, out, _ = run(capsys, "identify", photos / "b_biden.jpg", photos / "e_broken.jpg", "--gallery", gallery, "--json")
+    assert code == EXIT_INPUT
+    biden, broken = (json.loads(line) for line in out.splitlines())
+    [face] = biden["faces"]
+    assert face["name"] is None and face["nearest"] == "obama" and face["similarity"] < 0.36
+    assert len(face["box"]) == 4 and 0.9 <= face["score"] <= 1.0
+    assert "error" in broken and broken["path"].endswith("e_broken.jpg")
+
+
+def test_threshold_and_vote(gallery, photos, capsys):
+    code, out, _ = run(capsys, "identify", photos / "b_biden.jpg", "--gallery", gallery, "--threshold", "-1")
+    assert code == EXIT_OK and out.strip().endswith(",obama")  # everyone matches at -1
+    code, out, _ = run(capsys, "identify", photos / "a_obama.jpg", "--gallery", gallery, "--k", "2", "--json")
+    assert code == EXIT_OK and json.loads(out)["faces"][0]["name"] == "obama"
+    code, _, err = run(capsys, "identify", photos, "--gallery", gallery, "--k", "0")
+    assert code == EXIT_USAGE and "--k" in err
+    code, _, err = run(capsys, "identify", photos, "--gallery", photos)
+    assert code == EXIT_USAGE and "not a gallery" in err
