@@ -13,6 +13,7 @@ from conftest import FACES, side_by_side
 from edge.cli import main
 from edge.cli.common import EXIT_INPUT, EXIT_OK, EXIT_USAGE
 from edge.config import Config, RecognitionConfig, embedding_model_id
+from edge.gallery.fileformat import HEADER_SIZE
 from edge.gallery.store import Gallery
 from edge.photos import clear_subject
 from edge.types import BBox, Face
@@ -125,3 +126,26 @@ def test_clear_subject_needs_one_face_well_above_the_rest():
     assert clear_subject([small, big]) is big
     assert clear_subject([big, similar]) is None
     assert clear_subject([]) is None
+
+
+def test_remove_and_check(dataset, tmp_path, capsys):
+    from edge.enrollment import build_gallery
+
+    gallery_path = tmp_path / "g"
+    build_gallery(dataset, gallery_path, Config(), workers=1)
+    code, out, _ = run(capsys, "gallery", "check", gallery_path)
+    assert code == EXIT_OK and "ok, 3 rows verified" in out
+    code, out, _ = run(capsys, "gallery", "remove", "biden", "--gallery", gallery_path, "--compact")
+    assert code == EXIT_OK and "removed biden: 1 sample" in out
+    code, _, err = run(capsys, "gallery", "remove", "biden", "--gallery", gallery_path)
+    assert code == EXIT_INPUT and "nobody named 'biden'" in err
+    code, out, _ = run(capsys, "gallery", "list", gallery_path, "--json")
+    assert json.loads(out)["people"] == {"obama": 2}
+
+    rows = sorted(gallery_path.glob("rows-*.bin"))[-1]
+    data = bytearray(rows.read_bytes())
+    data[HEADER_SIZE + 5] ^= 0xFF  # flip bits in the first row
+    rows.write_bytes(bytes(data))
+    code, out, _ = run(capsys, "gallery", "check", gallery_path, "--json")
+    report = json.loads(out)
+    assert code == EXIT_INPUT and report["ok"] is False and "checksum" in report["problem"]

@@ -1,4 +1,4 @@
-"""`edge gallery build|list`: make a gallery from a folder per person, and show what is in one."""
+"""`edge gallery build|list|remove|check`: make a gallery from a folder per person, show, prune and verify one."""
 
 from __future__ import annotations
 
@@ -27,6 +27,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     listing.add_argument("gallery", type=Path, nargs="?", metavar="GALLERY", help="default: [gallery] path in the config")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=_list)
+
+
+    remove = actions.add_parser("remove", help="remove a person's samples (kept out of every search at once)")
+    remove.add_argument("name", metavar="NAME")
+    remove.add_argument("--gallery", type=Path, help="default: [gallery] path in the config")
+    remove.add_argument("--compact", action="store_true", help="also rewrite the gallery without the removed rows")
+    remove.add_argument("--json", action="store_true", help="print JSON")
+    remove.set_defaults(handler=_remove)
+
+    check = actions.add_parser("check", help="verify a gallery's integrity (every row's checksum)")
+    check.add_argument("gallery", type=Path, nargs="?", metavar="GALLERY", help="default: [gallery] path in the config")
+    check.add_argument("--json", action="store_true", help="print JSON")
+    check.set_defaults(handler=_check)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:  # replaced by the action's handler
@@ -83,6 +96,47 @@ def _list(args: argparse.Namespace, config: Config) -> int:
             print(f"{name}\t{count}")
         print(f"{facts['identities']} people, {facts['samples']} samples ({facts['dtype']}, model {facts['model_id']})")
     return EXIT_OK
+
+
+def _remove(args: argparse.Namespace, config: Config) -> int:
+    from edge.gallery.store import Gallery
+
+    path = _gallery_path(args.gallery, config)
+    gallery = Gallery.open(path, writable=True, lock_timeout=5.0)
+    try:
+        removed = gallery.delete_identity(args.name)
+        if removed and args.compact:
+            gallery.compact()
+    finally:
+        gallery.close()
+    if args.json:
+        print(json.dumps({"gallery": str(path), "name": args.name, "removed": removed}))
+    elif removed:
+        print(f"removed {args.name}: {removed} sample{'s' if removed != 1 else ''}")
+    else:
+        print(f"{path}: nobody named {args.name!r} is enrolled", file=sys.stderr)
+    return EXIT_OK if removed else EXIT_INPUT
+
+
+def _check(args: argparse.Namespace, config: Config) -> int:
+    from edge.gallery.errors import CorruptGalleryError
+    from edge.gallery.store import Gallery
+
+    path = _gallery_path(args.gallery, config)
+    gallery = Gallery.open(path)
+    try:
+        rows, problem = gallery.check(), None
+    except CorruptGalleryError as exc:
+        rows, problem = None, str(exc)
+    finally:
+        gallery.close()
+    if args.json:
+        print(json.dumps({"gallery": str(path), "ok": problem is None, "rows": rows, "problem": problem}))
+    elif problem is None:
+        print(f"{path}: ok, {rows} rows verified")
+    else:
+        print(f"{path}: DAMAGED: {problem}")
+    return EXIT_OK if problem is None else EXIT_INPUT
 
 
 class _ProgressBar:
