@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -72,3 +73,26 @@ def test_threshold_and_vote(gallery, photos, capsys):
     assert code == EXIT_USAGE and "--k" in err
     code, _, err = run(capsys, "identify", photos, "--gallery", photos)
     assert code == EXIT_USAGE and "not a gallery" in err
+
+
+def test_find_lists_the_enrolled_photos_of_the_person_best_first(gallery, photos, tmp_path, capsys):
+    code, out, _ = run(capsys, "find", photos / "a_obama.jpg", "--gallery", gallery, "--distances")
+    assert code == EXIT_OK
+    lines = [line.rsplit(",", 2) for line in out.splitlines()]
+    assert [name for _, name, _ in lines] == ["obama", "obama"]
+    assert {Path(source).name for source, _, _ in lines} == {"obama.jpg", "obama2.jpg"}
+    similarities = [float(s) for _, _, s in lines]
+    assert similarities == sorted(similarities, reverse=True) and similarities[-1] >= 0.36
+
+    code, out, err = run(capsys, "find", photos / "b_biden.jpg", "--gallery", gallery)
+    assert code == EXIT_OK and out == "" and "nobody in the gallery" in err
+    code, out, _ = run(capsys, "find", photos / "b_biden.jpg", "--gallery", gallery, "--nearest", "--max", "1", "--json")
+    result = json.loads(out)
+    assert [(m["name"], m["match"]) for m in result["matches"]] == [("obama", False)]
+
+    code, out, _ = run(capsys, "find", photos / "a_obama.jpg", "--gallery", gallery, "--copy-to", tmp_path / "out", "--json")
+    copied = json.loads(out)["copied"]
+    assert len(copied) == 2 and all(Path(p).is_file() for p in copied)
+
+    code, _, err = run(capsys, "find", photos / "d_nobody.png", "--gallery", gallery)
+    assert code == EXIT_INPUT and "no face" in err

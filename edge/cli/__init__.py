@@ -50,7 +50,7 @@ CommandSpec = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argpars
 
 
 def _commands() -> dict[str, CommandSpec]:
-    from edge.cli import gallery, identify, run, validate, verify
+    from edge.cli import find, gallery, identify, run, validate, verify
 
     return {
         "run": (run.add_arguments, run.run, "the door: camera -> recognition -> events (MQTT or stdout)"),
@@ -59,4 +59,5 @@ def _commands() -> dict[str, CommandSpec]:
         "verify": (verify.add_arguments, verify.run, "compare the main faces of two photos (or a CSV of pairs)"),
         "gallery": (gallery.add_arguments, gallery.run, "build and inspect galleries of enrolled faces"),
         "identify": (identify.add_arguments, identify.run, "name every face in photos from a gallery"),
+        "find": (find.add_arguments, find.run, "the enrolled photos of the person in a photo"),
     }

@@ -88,6 +88,26 @@ def identify(
     raise GalleryError(f"{gallery.path}: rows kept changing under the search; try again")
 
 
+@dataclass(frozen=True, slots=True)
+class SampleMatch:
+    """One enrolled sample (gallery row) and its similarity (-1..1) to a query."""
+
+    row: int
+    name: str
+    source: str | None
+    similarity: float
+
+
+def nearest_samples(gallery: Gallery, query: np.ndarray, k: int) -> list[SampleMatch]:
+    """The k samples (rows, not people) most similar to one query, best first."""
+    queries = _as_queries(gallery, query)[:1]
+    view = gallery.view()
+    scores, rows = top_k(view.matrix, queries, max(1, min(k, view.live_count or 1)), view.scales, view.valid)
+    found = [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+    info = {i.row: i for i in gallery.row_info([r for r, _ in found])}
+    return [SampleMatch(r, info[r].identity, info[r].source, s) for r, s in found if r in info]
+
+
 def _as_queries(gallery: Gallery, queries: np.ndarray) -> np.ndarray:
     queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
     if queries.ndim != 2 or queries.shape[1] != gallery.dim:
