@@ -1,15 +1,18 @@
 """Enrolling people into a gallery from photos.
 
-A dataset is a folder with one sub-folder per person; the sub-folder's name
-is the identity, the images inside are that person's photos:
+A dataset is a folder with one sub-folder per person (the sub-folder's name
+is the identity, the images inside are that person's photos), or photos
+named after the person in them, or both:
 
     people/
       alice/ 1.jpg 2.png
       bob/   door.jpg
+      carol.jpg
 
-Each photo contributes one embedding: its only face, or its largest when that
-one is clearly the subject (edge.photos, rule "clear"); any other photo is
-skipped with the reason. The gallery stores, per row, the identity, the
+Each photo contributes one embedding: when building, its only face or its
+largest when that one is clearly the subject (edge.photos, rule "clear");
+when adding to a gallery, its only face (or the largest with --largest). Any
+other photo is skipped with the reason. The gallery stores, per row, the identity, the
 photo's path as given, the time added and the detector's face probability
 as the row's quality; nothing else.
 """
@@ -31,7 +34,8 @@ from edge.gallery.diskio import remove_tree
 from edge.gallery.errors import GalleryError
 from edge.gallery.store import Gallery
 from edge.imageio import IMAGE_SUFFIXES
-from edge.photos import PhotoResult, embed_photos
+from edge.door.commands import CommandError, validate_name
+from edge.photos import PhotoResult, SubjectRule, embed_photos
 
 BATCH_ROWS = 256
 """Rows appended per gallery transaction while building."""
@@ -73,29 +77,56 @@ class BuildReport:
 
 
 def scan_dataset(root: Path) -> tuple[list[DatasetPhoto], list[Skipped]]:
-    """The photos of a folder-per-person dataset, sorted, and the files that are not photos.
+    """The photos of a dataset, sorted, and the files that are not photos.
 
-    Raises ValueError when ``root`` is not a folder or holds no person folder.
+    Two layouts, which may be mixed: a sub-folder per person (the folder's
+    name is the identity), and photos directly in ``root`` named after the
+    one person in them (``alice.jpg``: identity ``alice``), as the classic
+    face_recognition scripts take them. Raises ValueError when ``root`` is
+    not a folder or holds neither.
     """
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder")
     photos: list[DatasetPhoto] = []
     skipped: list[Skipped] = []
-    people = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not people:
-        raise ValueError(f"{root}: no person folders (expected {root}/<name>/<photos>)")
-    for folder in people:
-        for path in sorted(folder.iterdir()):
-            if path.name.startswith("."):
-                continue
-            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-                photos.append(DatasetPhoto(folder.name, str(path)))
-            else:
-                skipped.append(Skipped(str(path), "not an image file (by its name)"))
-    for path in sorted(p for p in root.iterdir() if p.is_file()):
-        skipped.append(Skipped(str(path), "not inside a person folder"))
+    for path in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
+        if path.is_dir():
+            found, rejected = scan_person(path)
+            photos += found
+            skipped += rejected
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            _add_named(photos, skipped, path.stem, path)
+        else:
+            skipped.append(Skipped(str(path), "not an image file (by its name)"))
+    if not photos and not skipped:
+        raise ValueError(f"{root}: no person folders and no photos (expected {root}/<name>/<photos> or {root}/<name>.jpg)")
     return photos, skipped
+
+
+def scan_person(folder: Path, name: str | None = None) -> tuple[list[DatasetPhoto], list[Skipped]]:
+    """The photos in one person's folder, enrolled as ``name`` (default: the folder's name)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder")
+    photos: list[DatasetPhoto] = []
+    skipped: list[Skipped] = []
+    files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    for path in files:
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            _add_named(photos, skipped, name or folder.name, path)
+        else:
+            skipped.append(Skipped(str(path), "not an image file (by its name)"))
+    if not files:
+        skipped.append(Skipped(str(folder), "empty folder"))
+    return photos, skipped
+
+
+def _add_named(photos: list[DatasetPhoto], skipped: list[Skipped], raw_name: str, path: Path) -> None:
+    try:
+        photos.append(DatasetPhoto(validate_name(raw_name), str(path)))
+    except CommandError as exc:
+        skipped.append(Skipped(str(path), f"unusable name {raw_name!r}: {exc}"))
 
 
 def build_gallery(
@@ -117,23 +148,11 @@ def build_gallery(
     if gallery_path.exists():
         raise GalleryError(f"{gallery_path} already exists; choose a new path or remove it first")
     photos, skipped = scan_dataset(dataset)
-    model_id = embedding_model_id(config.recognition)
     report = BuildReport(str(gallery_path), skipped=skipped)
     temporary = gallery_path.with_name(f".{gallery_path.name}.building-{uuid.uuid4().hex[:8]}")
-    gallery = Gallery.create(temporary, model_id, dtype=config.gallery.dtype)
+    gallery = Gallery.create(temporary, embedding_model_id(config.recognition), dtype=config.gallery.dtype)
     try:
-        pending: list[tuple[DatasetPhoto, PhotoResult]] = []
-        results = embed_photos([p.path for p in photos], config.recognition, workers, rule="clear")
-        for done, (photo, result) in enumerate(zip(photos, results), start=1):
-            if result.embedding is None:
-                report.skipped.append(Skipped(photo.path, _reason(result)))
-            else:
-                pending.append((photo, result))
-            if len(pending) >= BATCH_ROWS:
-                _append(gallery, pending, report)
-            if progress is not None:
-                progress(done, len(photos))
-        _append(gallery, pending, report)
+        _enroll(gallery, photos, config, workers, progress, "clear", report)
         gallery.close()
         os.rename(temporary, gallery_path)
     except BaseException:
@@ -142,6 +161,48 @@ def build_gallery(
         raise
     report.seconds = time.perf_counter() - started
     return report
+
+
+def add_to_gallery(
+    gallery_path: Path,
+    photos: list[DatasetPhoto],
+    skipped: list[Skipped],
+    config: Config,
+    largest: bool = False,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Enroll ``photos`` into the existing gallery (rows already there are kept).
+
+    A photo must show exactly one face, or with ``largest`` its largest face
+    is taken. Rows are committed in batches: an interruption keeps the
+    batches already committed and loses nothing that was there before.
+    """
+    started = time.perf_counter()
+    report = BuildReport(str(gallery_path), skipped=list(skipped))
+    gallery = Gallery.open(gallery_path, embedding_model_id(config.recognition), writable=True, lock_timeout=5.0)
+    try:
+        _enroll(gallery, photos, config, workers, progress, "largest" if largest else "single", report)
+    finally:
+        gallery.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _enroll(gallery: Gallery, photos: list[DatasetPhoto], config: Config, workers: int | None,
+            progress: Progress | None, rule: SubjectRule, report: BuildReport) -> None:
+    pending: list[tuple[DatasetPhoto, PhotoResult]] = []
+    results = embed_photos([p.path for p in photos], config.recognition, workers, rule=rule)
+    for done, (photo, result) in enumerate(zip(photos, results), start=1):
+        if result.embedding is None:
+            report.skipped.append(Skipped(photo.path, _reason(result)))
+        else:
+            pending.append((photo, result))
+        if len(pending) >= BATCH_ROWS:
+            _append(gallery, pending, report)
+        if progress is not None:
+            progress(done, len(photos))
+    _append(gallery, pending, report)
 
 
 def _append(gallery: Gallery, pending: list[tuple[DatasetPhoto, PhotoResult]], report: BuildReport) -> None:

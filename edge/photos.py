@@ -4,10 +4,12 @@ Each photo is loaded, searched for faces and reduced to one face, its subject:
 
 - ``"main"`` (verification): the face the photo is of, weighing size and
   closeness to the centre (edge.perception.engine.main_face);
-- ``"clear"`` (enrollment): one face alone, or the largest when it is at
+- ``"clear"`` (gallery build): one face alone, or the largest when it is at
   least CLEAR_SUBJECT_RATIO times the size of the next one; otherwise the
   photo is skipped, since enrolling a bystander under someone's name would
-  let that bystander in.
+  let that bystander in;
+- ``"single"`` (gallery add): exactly one face, else skipped;
+- ``"largest"`` (gallery add --largest): the largest face, whatever else is there.
 
 Photos go to worker processes (one engine each, loaded once) in input order.
 """
@@ -28,7 +30,7 @@ from edge.imageio import ImageError, load_image
 from edge.perception.engine import FaceEngine, main_face
 from edge.types import BBox, Face
 
-SubjectRule = Literal["main", "clear"]
+SubjectRule = Literal["main", "clear", "single", "largest"]
 
 CLEAR_SUBJECT_RATIO = 1.5
 """How many times larger (box side) the largest face must be than the next
@@ -85,6 +87,12 @@ def photo_result(engine: FaceEngine, path: str, rule: SubjectRule = "main") -> P
         return PhotoResult(path, error=f"{path}: no face found")
     if rule == "main":
         face = main_face(faces, image.shape[1], image.shape[0])
+    elif rule == "largest":
+        face = max(faces, key=lambda f: f.box.size)
+    elif rule == "single" and len(faces) > 1:
+        return PhotoResult(path, faces_found=len(faces), error=f"{path}: {len(faces)} faces; pass --largest to take the largest")
+    elif rule == "single":
+        face = faces[0]
     else:
         face = clear_subject(faces)
         if face is None:

@@ -39,7 +39,8 @@ def dataset(tmp_path_factory):
     cv2.imwrite(str(root / "biden" / "noise.png"), noise)
     obama = cv2.imread(str(FACES / "obama.jpg"))
     cv2.imwrite(str(root / "obama" / "twice.jpg"), side_by_side(obama, obama))  # two equal faces
-    (root / "stray.jpg").write_bytes((FACES / "obama.jpg").read_bytes())
+    (root / "joe.jpg").write_bytes((FACES / "biden.jpg").read_bytes())  # classic flat layout: named after the person
+    (root / "readme.md").write_text("not a photo")
     return root
 
 
@@ -48,27 +49,27 @@ def test_build_enrolls_usable_photos_and_says_why_others_were_skipped(dataset, t
     code, out, err = run(capsys, "gallery", "build", dataset, "--gallery", gallery_path, "--json", "--workers", "2")
     assert code == EXIT_INPUT  # built, but some files were skipped
     summary = json.loads(out)
-    assert summary["enrolled"] == {"biden": 1, "obama": 2}
+    assert summary["enrolled"] == {"biden": 1, "joe": 1, "obama": 2}
     reasons = {s["path"].rsplit("/", 1)[-1]: s["reason"] for s in summary["skipped"]}
-    assert set(reasons) == {"notes.txt", "broken.jpg", "noise.png", "twice.jpg", "stray.jpg"}
+    assert set(reasons) == {"notes.txt", "broken.jpg", "noise.png", "twice.jpg", "readme.md"}
     assert "not an image" in reasons["notes.txt"]
     assert "truncated" in reasons["broken.jpg"] or "cannot" in reasons["broken.jpg"]
     assert reasons["noise.png"] == "no face found"
     assert "none is clearly the subject" in reasons["twice.jpg"]
-    assert "not inside a person folder" in reasons["stray.jpg"]
+    assert "not an image" in reasons["readme.md"]
     assert "photos" in err  # progress on stderr
 
     gallery = Gallery.open(gallery_path, model_id=embedding_model_id(RecognitionConfig()))
     try:
         rows = gallery.row_info()
-        assert sorted(r.identity for r in rows) == ["biden", "obama", "obama"]
+        assert sorted(r.identity for r in rows) == ["biden", "joe", "obama", "obama"]
         assert all(r.source.startswith(str(dataset)) and 0.5 < r.quality <= 1.0 for r in rows)
     finally:
         gallery.close()
 
     code, out, _ = run(capsys, "gallery", "list", gallery_path)
     assert code == EXIT_OK
-    assert "biden\t1" in out and "obama\t2" in out and "2 people, 3 samples" in out
+    assert "biden\t1" in out and "obama\t2" in out and "3 people, 4 samples" in out
 
 
 def test_built_gallery_identifies_a_new_photo_of_an_enrolled_person(dataset, tmp_path, engine, photo):
@@ -134,13 +135,13 @@ def test_remove_and_check(dataset, tmp_path, capsys):
     gallery_path = tmp_path / "g"
     build_gallery(dataset, gallery_path, Config(), workers=1)
     code, out, _ = run(capsys, "gallery", "check", gallery_path)
-    assert code == EXIT_OK and "ok, 3 rows verified" in out
+    assert code == EXIT_OK and "ok, 4 rows verified" in out
     code, out, _ = run(capsys, "gallery", "remove", "biden", "--gallery", gallery_path, "--compact")
     assert code == EXIT_OK and "removed biden: 1 sample" in out
     code, _, err = run(capsys, "gallery", "remove", "biden", "--gallery", gallery_path)
     assert code == EXIT_INPUT and "nobody named 'biden'" in err
     code, out, _ = run(capsys, "gallery", "list", gallery_path, "--json")
-    assert json.loads(out)["people"] == {"obama": 2}
+    assert json.loads(out)["people"] == {"joe": 1, "obama": 2}
 
     rows = sorted(gallery_path.glob("rows-*.bin"))[-1]
     data = bytearray(rows.read_bytes())
@@ -149,3 +150,50 @@ def test_remove_and_check(dataset, tmp_path, capsys):
     code, out, _ = run(capsys, "gallery", "check", gallery_path, "--json")
     report = json.loads(out)
     assert code == EXIT_INPUT and report["ok"] is False and "checksum" in report["problem"]
+
+
+def test_add_and_add_many_grow_an_existing_gallery(tmp_path, capsys):
+    gallery_path = tmp_path / "g"
+    first = tmp_path / "first"
+    (first / "obama").mkdir(parents=True)
+    shutil.copy(FACES / "obama.jpg", first / "obama" / "1.jpg")
+    assert run(capsys, "gallery", "build", first, "--gallery", gallery_path)[0] == EXIT_OK
+
+    person = tmp_path / "somebody"
+    person.mkdir()
+    shutil.copy(FACES / "biden.jpg", person / "a.jpg")
+    obama = cv2.imread(str(FACES / "obama.jpg"))
+    cv2.imwrite(str(person / "group.jpg"), side_by_side(obama, cv2.resize(obama, None, fx=0.5, fy=0.5)))
+    code, out, _ = run(capsys, "gallery", "add", person, "--name", " Joe Biden ", "--gallery", gallery_path, "--json")
+    summary = json.loads(out)
+    assert code == EXIT_INPUT and summary["enrolled"] == {"Joe Biden": 1}
+    assert "2 faces; pass --largest" in summary["skipped"][0]["reason"]
+    code, out, _ = run(capsys, "gallery", "add", person, "--name", "Joe Biden", "--largest", "--gallery", gallery_path, "--json")
+    assert code == EXIT_OK and json.loads(out)["enrolled"] == {"Joe Biden": 2}
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    shutil.copy(FACES / "obama2.jpg", flat / "barack.jpg")
+    shutil.copy(FACES / "obama3.jpg", flat / ".hidden.jpg")
+    (flat / "empty").mkdir()
+    code, out, _ = run(capsys, "gallery", "add-many", flat, "--gallery", gallery_path, "--json")
+    summary = json.loads(out)
+    assert summary["enrolled"] == {"barack": 1}
+    assert [s["reason"] for s in summary["skipped"]] == ["empty folder"]
+
+    code, out, _ = run(capsys, "gallery", "list", gallery_path, "--json")
+    assert json.loads(out)["people"] == {"Joe Biden": 3, "barack": 1, "obama": 1}  # nothing already there was lost
+
+    code, _, err = run(capsys, "gallery", "add", person, "--name", "a/b", "--gallery", gallery_path)
+    assert code == EXIT_USAGE and "'/'" in err
+    code, _, err = run(capsys, "gallery", "add", tmp_path / "missing", "--gallery", gallery_path)
+    assert code == EXIT_USAGE and "not a folder" in err
+    code, _, err = run(capsys, "--config", _config(tmp_path, 'model_set = "int8"'), "gallery", "add", person,
+                       "--gallery", gallery_path)
+    assert code == EXIT_USAGE and "made with model" in err
+
+
+def _config(tmp_path, recognition_line):
+    path = tmp_path / "edge.toml"
+    path.write_text(f"[recognition]\n{recognition_line}\n")
+    return path

@@ -1,4 +1,4 @@
-"""`edge gallery build|list|remove|check`: make a gallery from a folder per person, show, prune and verify one."""
+"""`edge gallery build|add|add-many|list|remove|check`: make, grow, show, prune and verify a gallery."""
 
 from __future__ import annotations
 
@@ -23,6 +23,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
     build.set_defaults(handler=_build)
 
+    add = actions.add_parser("add", help="enroll one person's folder of photos into an existing gallery")
+    add.add_argument("folder", type=Path, metavar="PERSON_DIR")
+    add.add_argument("--name", help="the person's name (default: the folder's name)")
+    _add_enroll_options(add)
+    add.set_defaults(handler=_add)
+
+    add_many = actions.add_parser("add-many", help="enroll several people (folder per person, or name.jpg photos)")
+    add_many.add_argument("folder", type=Path, metavar="DIR")
+    _add_enroll_options(add_many)
+    add_many.set_defaults(handler=_add)
+
     listing = actions.add_parser("list", help="the people in a gallery and their sample counts")
     listing.add_argument("gallery", type=Path, nargs="?", metavar="GALLERY", help="default: [gallery] path in the config")
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -42,6 +53,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     check.set_defaults(handler=_check)
 
 
+def _add_enroll_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gallery", type=Path, help="default: [gallery] path in the config")
+    p.add_argument("--largest", action="store_true", help="take the largest face of a photo with several")
+    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
 def run(args: argparse.Namespace, config: Config) -> int:  # replaced by the action's handler
     raise ConfigError("choose a gallery action: build or list")
 
@@ -56,16 +74,42 @@ def _gallery_path(given: Path | None, config: Config) -> Path:
 def _build(args: argparse.Namespace, config: Config) -> int:
     from edge.enrollment import build_gallery
 
-    if args.workers is not None and not 1 <= args.workers <= 64:
-        raise ConfigError("--workers must be 1..64")
+    _check_workers(args)
     try:
         report = build_gallery(
             args.dataset, _gallery_path(args.gallery, config), config, args.workers, _ProgressBar(sys.stderr)
         )
     except ValueError as exc:  # not a dataset folder
         raise ConfigError(str(exc)) from None
+    return _summary(report, args.json)
+
+
+def _add(args: argparse.Namespace, config: Config) -> int:
+    from edge.door.commands import CommandError, validate_name
+    from edge.enrollment import add_to_gallery, scan_dataset, scan_person
+
+    _check_workers(args)
+    try:
+        if args.action == "add":
+            name = None if args.name is None else validate_name(args.name)
+            photos, skipped = scan_person(args.folder, name)
+        else:
+            photos, skipped = scan_dataset(args.folder)
+    except (ValueError, CommandError) as exc:
+        raise ConfigError(str(exc)) from None
+    report = add_to_gallery(_gallery_path(args.gallery, config), photos, skipped, config, args.largest,
+                            args.workers, _ProgressBar(sys.stderr))
+    return _summary(report, args.json)
+
+
+def _check_workers(args: argparse.Namespace) -> None:
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        raise ConfigError("--workers must be 1..64")
+
+
+def _summary(report, as_json: bool) -> int:
     summary = report.to_dict()
-    if args.json:
+    if as_json:
         print(json.dumps(summary))
     else:
         for name, count in summary["enrolled"].items():
