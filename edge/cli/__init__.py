@@ -50,7 +50,7 @@ CommandSpec = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argpars
 
 
 def _commands() -> dict[str, CommandSpec]:
-    from edge.cli import find, gallery, identify, run, validate, verify
+    from edge.cli import enroll, find, gallery, identify, run, validate, verify
 
     return {
         "run": (run.add_arguments, run.run, "the door: camera -> recognition -> events (MQTT or stdout)"),
@@ -60,4 +60,5 @@ def _commands() -> dict[str, CommandSpec]:
         "gallery": (gallery.add_arguments, gallery.run, "build and inspect galleries of enrolled faces"),
         "identify": (identify.add_arguments, identify.run, "name every face in photos from a gallery"),
         "find": (find.add_arguments, find.run, "the enrolled photos of the person in a photo"),
+        "enroll": (enroll.add_arguments, enroll.run, "enroll the person in front of the camera"),
     }

@@ -1,0 +1,162 @@
+"""Enrollment from a camera: collect a few good, different samples of the one face in view.
+
+    session = EnrollmentSession("alice", EnrollSettings(), started_at=now)
+    verdict = session.offer(faces, crop, embedding, now)   # per frame; crop/embedding of the one face
+    session.state                                          # 'collecting', 'complete' or 'timed_out'
+
+A frame gives a sample only when it shows exactly one face that is large
+enough, sharp enough and roughly frontal, of the same person as the first
+sample, and not a near-duplicate of a sample already taken (so the person
+turns their head a little: several angles). Nothing is stored until the
+session is complete; a timeout or a cancel stores nothing.
+``collect`` runs a session on a frame source; ``save`` appends the samples.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.door.runtime import laplacian_variance
+from edge.door.sources import FrameSource
+from edge.gallery.store import Gallery
+from edge.perception.engine import FaceEngine
+from edge.types import Face
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollSettings:
+    """What a good sample is and how long to try.
+
+    samples: samples to collect. timeout: seconds before giving up (nothing stored).
+    min_face_size: pixels (sqrt of box area). min_sharpness: variance of the
+    Laplacian of the aligned 112x112 crop. max_turn: how far the nose may sit
+    off the eyes' midpoint, as a fraction of the eye distance (0 = straight on).
+    max_similarity: a sample at least this similar (cosine) to one already
+    taken is a near-duplicate. min_same_person: cosine similarity to the first
+    sample below which the face is someone else.
+    """
+
+    samples: int = 5
+    timeout: float = 30.0
+    min_face_size: float = 80.0
+    min_sharpness: float = 30.0
+    max_turn: float = 0.35
+    max_similarity: float = 0.95
+    min_same_person: float = 0.36
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.samples <= 50:
+            raise ValueError(f"samples must be 1..50, got {self.samples}")
+        if not 1.0 <= self.timeout <= 600.0:
+            raise ValueError(f"timeout must be 1..600 seconds, got {self.timeout}")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one frame did: ``accepted`` a sample, or why not (``reason``)."""
+
+    accepted: bool
+    reason: str
+    taken: int
+    wanted: int
+
+
+@dataclass
+class EnrollmentSession:
+    name: str
+    settings: EnrollSettings
+    started_at: float
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    qualities: list[float] = field(default_factory=list)
+    state: str = "collecting"
+
+    def offer(self, faces: list[Face], crop: np.ndarray | None, embedding: np.ndarray | None, now: float) -> Verdict:
+        """Judge one frame: ``faces`` all faces found; ``crop`` (aligned RGB) and
+        ``embedding`` of the single face when there is exactly one."""
+        if self.state == "collecting" and now - self.started_at > self.settings.timeout:
+            self.state = "timed_out"
+        if self.state != "collecting":
+            return self._verdict(False, self.state)
+        reason = self._rejection(faces, crop, embedding)
+        if reason:
+            return self._verdict(False, reason)
+        self.embeddings.append(embedding)
+        self.qualities.append(laplacian_variance(crop))
+        if len(self.embeddings) >= self.settings.samples:
+            self.state = "complete"
+        return self._verdict(True, "sample taken")
+
+    def _rejection(self, faces: list[Face], crop: np.ndarray | None, embedding: np.ndarray | None) -> str | None:
+        s = self.settings
+        if len(faces) != 1:
+            return "no face" if not faces else f"{len(faces)} faces: only the person enrolling may be in view"
+        face = faces[0]
+        if face.box.size < s.min_face_size:
+            return f"face too small ({face.box.size:.0f} px < {s.min_face_size:.0f}): come closer"
+        if crop is None or embedding is None:
+            return "face could not be embedded"
+        if laplacian_variance(crop) < s.min_sharpness:
+            return "too blurred: hold still"
+        if abs(turn(face)) > s.max_turn:
+            return "face turned too far: look towards the camera"
+        if self.embeddings:
+            similarities = np.stack(self.embeddings) @ embedding
+            if similarities[0] < s.min_same_person:
+                return "a different person than the first sample"
+            if similarities.max() >= s.max_similarity:
+                return "too like a sample already taken: turn your head a little"
+        return None
+
+    def _verdict(self, accepted: bool, reason: str) -> Verdict:
+        return Verdict(accepted, reason, len(self.embeddings), self.settings.samples)
+
+
+def turn(face: Face) -> float:
+    """Head turn from the landmarks: the nose's x offset from the eyes' midpoint over the eye distance."""
+    (lx, _), (rx, _), (nx, _) = face.landmarks[0], face.landmarks[1], face.landmarks[2]
+    eye_distance = max(abs(rx - lx), 1e-6)
+    return (nx - (lx + rx) / 2.0) / eye_distance
+
+
+def collect(
+    engine: FaceEngine,
+    source: FrameSource,
+    session: EnrollmentSession,
+    on_verdict: Callable[[Verdict], None] = lambda verdict: None,
+    cancelled: Callable[[], bool] = lambda: False,
+    clock: Callable[[], float] = time.monotonic,
+) -> str:
+    """Feed frames to ``session`` until it is complete, times out, is cancelled or the source ends.
+
+    Returns the final state: 'complete', 'timed_out', 'cancelled' or 'source_ended'.
+    """
+    while session.state == "collecting":
+        if cancelled():
+            return "cancelled"
+        frame = source.read()
+        if frame is None:
+            return "source_ended"
+        faces = engine.detect(frame.image)
+        crop = embedding = None
+        if len(faces) == 1:
+            crops = engine.align(frame.image, faces)
+            crop, embedding = crops[0], engine.embedder.embed(crops)[0]
+        on_verdict(session.offer(faces, crop, embedding, clock()))
+    return session.state
+
+
+def save(session: EnrollmentSession, gallery_path: Path, model_id: str, source: str) -> range:
+    """Append a complete session's samples to the gallery (all or none); their rows."""
+    if session.state != "complete":
+        raise ValueError(f"enrollment of {session.name!r} is {session.state}; nothing to save")
+    gallery = Gallery.open(gallery_path, model_id, writable=True, lock_timeout=5.0)
+    try:
+        n = len(session.embeddings)
+        return gallery.append(np.stack(session.embeddings), [session.name] * n, [source] * n, session.qualities)
+    finally:
+        gallery.close()
