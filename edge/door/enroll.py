@@ -9,11 +9,13 @@ enough, sharp enough and roughly frontal, of the same person as the first
 sample, and not a near-duplicate of a sample already taken (so the person
 turns their head a little: several angles). Nothing is stored until the
 session is complete; a timeout or a cancel stores nothing.
-``collect`` runs a session on a frame source; ``save`` appends the samples.
+``collect`` runs a session on a frame source; ``save`` appends the samples;
+``DoorEnrollment`` runs sessions inside the door loop (button, MQTT).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -160,3 +162,99 @@ def save(session: EnrollmentSession, gallery_path: Path, model_id: str, source: 
         return gallery.append(np.stack(session.embeddings), [session.name] * n, [source] * n, session.qualities)
     finally:
         gallery.close()
+
+
+class DoorEnrollment:
+    """Enrollment at the running door, started by the button or an MQTT command.
+
+    ``request``/``cancel`` may be called from any thread (GPIO and MQTT
+    callbacks); the door loop hands frames to ``process`` while ``active``.
+    ``report(kind, message)`` hears 'progress' and 'status' messages (the
+    MQTT ``enrollment`` topic). Without a name the person is enrolled as
+    ``person_N`` (the first unused N), to be renamed later.
+    """
+
+    def __init__(
+        self,
+        engine: FaceEngine,
+        gallery_path: Path,
+        model_id: str,
+        settings: EnrollSettings,
+        report: Callable[[str, dict], None],
+        source_name: str = "door",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine, self.gallery_path, self.model_id = engine, Path(gallery_path), model_id
+        self.settings, self.report, self.source_name, self.clock = settings, report, source_name, clock
+        self._lock = threading.Lock()
+        self._requested: tuple[str | None] | None = None
+        self._cancel = False
+        self._session: EnrollmentSession | None = None
+        self._last_reason: str | None = None
+
+    def request(self, name: str | None = None) -> None:
+        with self._lock:
+            self._requested = (name,)
+            self._cancel = False
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancel = True
+            self._requested = None
+
+    def active(self) -> bool:
+        with self._lock:
+            return self._session is not None or self._requested is not None
+
+    def process(self, frame) -> None:
+        """Use one frame for the enrollment in progress (starting or ending it as asked)."""
+        with self._lock:
+            requested, self._requested = self._requested, None
+            cancel, self._cancel = self._cancel, False
+        if cancel and self._session is not None:
+            self._finish("cancelled", "cancelled; nothing stored")
+            return
+        if requested is not None:
+            name = requested[0] or self._automatic_name()
+            self._session = EnrollmentSession(name, self.settings, started_at=self.clock())
+            self._last_reason = None
+            self.report("status", {"state": "started", "name": name, "wanted": self.settings.samples,
+                                   "timeout": self.settings.timeout})
+        session = self._session
+        if session is None:
+            return
+        faces = self.engine.detect(frame.image)
+        crop = embedding = None
+        if len(faces) == 1:
+            crops = self.engine.align(frame.image, faces)
+            crop, embedding = crops[0], self.engine.embedder.embed(crops)[0]
+        verdict = session.offer(faces, crop, embedding, self.clock())
+        if verdict.accepted or verdict.reason != self._last_reason:
+            self._last_reason = verdict.reason
+            self.report("progress", {"name": session.name, "taken": verdict.taken, "wanted": verdict.wanted,
+                                     "accepted": verdict.accepted, "reason": verdict.reason})
+        if session.state == "complete":
+            try:
+                rows = save(session, self.gallery_path, self.model_id, f"enroll:{self.source_name}")
+            except Exception as exc:  # a locked or full gallery: say so, keep the door running
+                self._finish("failed", f"could not save: {exc}")
+                return
+            self._finish("saved", f"{len(rows)} samples saved")
+        elif session.state == "timed_out":
+            self._finish("timed_out", f"only {verdict.taken} of {verdict.wanted} good samples "
+                                      f"in {self.settings.timeout:.0f} s ({self._last_reason}); nothing stored")
+
+    def _finish(self, state: str, detail: str) -> None:
+        session, self._session = self._session, None
+        self.report("status", {"state": state, "name": session.name if session else None, "detail": detail})
+
+    def _automatic_name(self) -> str:
+        gallery = Gallery.open(self.gallery_path, self.model_id)
+        try:
+            taken = set(gallery.identities())
+        finally:
+            gallery.close()
+        n = 1
+        while f"person_{n}" in taken:
+            n += 1
+        return f"person_{n}"

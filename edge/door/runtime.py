@@ -50,6 +50,8 @@ class Publisher(Protocol):
 
     def publish_camera(self, state: str, detail: str) -> None: ...
 
+    def publish_enrollment(self, kind: str, message: dict) -> None: ...
+
 
 class StdoutPublisher:
     """Events as JSON lines on stdout (the default without a broker); state changes to the log."""
@@ -65,6 +67,9 @@ class StdoutPublisher:
 
     def publish_camera(self, state: str, detail: str) -> None:
         log.info("camera %s %s", state, detail)
+
+    def publish_enrollment(self, kind: str, message: dict) -> None:
+        log.warning("enrollment %s: %s", kind, json.dumps(message))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,8 @@ class DoorLoop:
         self._present: list[str] = []
         self._last_person: str | None = None
         self._stop = threading.Event()
+        self.enrollment = None
+        """An edge.door.enroll.DoorEnrollment; while it is active, frames go to it instead."""
 
     def stop(self) -> None:
         """Ask run() to return after the current frame (from any thread)."""
@@ -133,6 +140,9 @@ class DoorLoop:
 
     def process(self, frame: Frame) -> list[Decision]:
         """One frame: track, match, decide; publishes and returns the decisions made."""
+        if self.enrollment is not None and self.enrollment.active():
+            self.enrollment.process(frame)
+            return []
         if frame.index % self.settings.detect_every:
             return []
         faces = self.engine.detect(frame.image)

@@ -2,9 +2,11 @@
 
 Opens the engine and the gallery, picks the publisher (the MQTT link when
 [mqtt] host is set, else JSON lines on stdout), opens the camera (reopened
-with backoff when it fails) and runs the loop until the source ends (with
+with backoff when it fails), sets up enrollment (MQTT commands and the GPIO
+button when configured) and runs the loop until the source ends (with
 ``exit_at_end``) or SIGTERM/SIGINT. Commands from MQTT run on the link's
-thread and touch only the gallery, whose readers see the change.
+thread: they change the gallery (whose readers see the change) or ask the
+loop to enroll.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 from edge.config import Config, ConfigError, embedding_model_id, open_engine
 from edge.door.commands import Command
 from edge.door.runtime import DoorLoop, LoopSettings, Publisher, StdoutPublisher
+from edge.door.button import EnrollButton
 from edge.door.decision import DecisionSettings
+from edge.door.enroll import DoorEnrollment, EnrollSettings
 from edge.door.sources import FolderSource, OpenCvSource, Reconnecting, SourceError, open_source
 from edge.door.systemd import Notifier
 from edge.gallery.store import Gallery
@@ -70,17 +74,28 @@ class MqttPublisher:
         self._camera = {"camera_online": state == "online", "camera_detail": detail}
         self.link.publish_state({**self._state, **self._camera})
 
+    def publish_enrollment(self, kind: str, message: dict) -> None:
+        if kind == "progress":
+            self.link.publish_progress(message)
+        else:
+            self.link.publish_status(message)
+
 
 class CommandHandler:
-    """Carries out MQTT commands on the gallery; anything it cannot do raises (the link answers on `error`)."""
+    """Carries out MQTT commands; anything it cannot do raises (the link answers on `error`)."""
 
     def __init__(self, gallery_path: Path, model_id: str) -> None:
         self.gallery_path, self.model_id = gallery_path, model_id
         self.next_name: str | None = None
+        self.enrollment: DoorEnrollment | None = None
 
     def __call__(self, command: Command) -> None:
         if command.action == "set_name":
             self.next_name = command.name
+        elif command.action == "enroll_start":
+            self._enrollment().request(command.name or self.next_name)
+        elif command.action == "enroll_cancel":
+            self._enrollment().cancel()
         elif command.action == "remove":
             gallery = Gallery.open(self.gallery_path, self.model_id, writable=True, lock_timeout=5.0)
             try:
@@ -93,7 +108,15 @@ class CommandHandler:
         elif command.action == "reload":
             pass  # the loop's Gallery.view() re-reads the gallery whenever it changed
         else:
-            raise ValueError(f"{command.action}: enrollment at the door is not available in this version")
+            raise ValueError(f"unknown action {command.action!r}")
+
+    def start_from_button(self) -> None:
+        self._enrollment().request(self.next_name)
+
+    def _enrollment(self) -> DoorEnrollment:
+        if self.enrollment is None:
+            raise ValueError("enrollment is not ready yet")
+        return self.enrollment
 
 
 def run_door(config: Config, exit_at_end: bool = False) -> int:
@@ -110,15 +133,24 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
         gallery.close()
         raise ConfigError(str(exc)) from None
     link = None
+    commands = CommandHandler(Path(config.gallery.path), model_id)
     if config.mqtt.host is not None:
         from edge.door.mqtt import MqttLink
 
-        link = MqttLink(mqtt_settings(config), CommandHandler(Path(config.gallery.path), model_id))
+        link = MqttLink(mqtt_settings(config), commands)
         link.start()
         publisher: Publisher = MqttPublisher(link)
     else:
         publisher = StdoutPublisher()
     loop = DoorLoop(engine, gallery, publisher, loop_settings(config), door.device_id, source.name)
+    enroll_settings = EnrollSettings(samples=door.enroll_samples, timeout=door.enroll_timeout,
+                                     min_face_size=door.min_face_size, min_same_person=config.recognition.match_threshold)
+    loop.enrollment = commands.enrollment = DoorEnrollment(
+        engine, Path(config.gallery.path), model_id, enroll_settings, publisher.publish_enrollment, source.name
+    )
+    button = None
+    if door.button_pin is not None:
+        button = EnrollButton(door.button_pin, commands.start_from_button, loop.enrollment.cancel, door.button_hold)
     stop = threading.Event()
 
     def on_signal(signum, frame) -> None:
@@ -149,6 +181,8 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if button is not None:
+            button.close()
         if link is not None:
             link.stop()
         gallery.close()

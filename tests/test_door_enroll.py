@@ -1,0 +1,136 @@
+"""Enrollment at the door, end to end: the GPIO button (gpiozero's mock pins) or an MQTT command,
+a folder frame source and the running door loop."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from edge.config import RecognitionConfig, embedding_model_id
+from edge.door import demo
+from edge.door.button import EnrollButton
+from edge.door.commands import Command
+from edge.door.enroll import DoorEnrollment, EnrollSettings
+from edge.door.runtime import DoorLoop
+from edge.door.service import CommandHandler
+from edge.door.sources import FolderSource
+from edge.gallery.store import Gallery
+
+MockFactory = pytest.importorskip("gpiozero.pins.mock").MockFactory
+
+
+class Recorder:
+    def __init__(self):
+        self.events, self.enrollment = [], []
+
+    def publish_event(self, event):
+        self.events.append(event)
+
+    def publish_state(self, state):
+        pass
+
+    def publish_camera(self, state, detail):
+        pass
+
+    def publish_enrollment(self, kind, message):
+        self.enrollment.append((kind, message))
+
+
+def frames(folder, *visitors):
+    """One frame per bundled photo name, or 'blank'."""
+    folder.mkdir()
+    for i, visitor in enumerate(visitors):
+        tmp = folder / f"t{i}"
+        if visitor == "blank":
+            demo.write_frames(tmp, visitors=("obama.jpg",), frames_per_visit=0, empty_frames=1)
+        else:
+            demo.write_frames(tmp, visitors=(visitor,), frames_per_visit=1, empty_frames=0)
+        shutil.move(next(tmp.iterdir()), folder / f"{i:03d}.png")
+        tmp.rmdir()
+    return folder
+
+
+@pytest.fixture
+def door(tmp_path, engine):
+    model_id = embedding_model_id(RecognitionConfig())
+    path = tmp_path / "g"
+    Gallery.create(path, model_id).close()
+    gallery = Gallery.open(path, model_id)
+    recorder = Recorder()
+    loop = DoorLoop(engine, gallery, recorder)
+    loop.enrollment = DoorEnrollment(engine, path, model_id, EnrollSettings(samples=3, min_face_size=60), recorder.publish_enrollment)
+    yield loop, recorder, path
+    gallery.close()
+
+
+def press(pin, seconds=0.05):
+    pin.drive_low()
+    time.sleep(seconds)
+    pin.drive_high()
+
+
+def test_button_press_enrolls_good_samples_and_rejects_bad_ones(door, tmp_path):
+    loop, recorder, path = door
+    factory = MockFactory()
+    commands = CommandHandler(path, loop.enrollment.model_id)
+    commands.enrollment = loop.enrollment
+    button = EnrollButton(17, commands.start_from_button, loop.enrollment.cancel, hold_seconds=0.5, pin_factory=factory)
+    try:
+        press(factory.pin(17))
+        with FolderSource(frames(tmp_path / "f", "blank", "obama.jpg", "obama.jpg", "biden.jpg", "obama2.jpg", "obama3.jpg")) as source:
+            loop.run(source)
+    finally:
+        button.close()
+    statuses = [m for kind, m in recorder.enrollment if kind == "status"]
+    assert [s["state"] for s in statuses] == ["started", "saved"]
+    assert statuses[0]["name"] == "person_1"  # no name was set: an automatic id
+    reasons = [m["reason"] for kind, m in recorder.enrollment if kind == "progress"]
+    assert reasons == ["no face", "sample taken", "too like a sample already taken: turn your head a little",
+                       "a different person than the first sample", "sample taken", "sample taken"]
+    gallery = Gallery.open(path)
+    try:
+        assert gallery.identities() == {"person_1": 3}
+    finally:
+        gallery.close()
+    assert recorder.events == []  # frames used for enrollment are not announced
+
+
+def test_long_press_cancels_and_stores_nothing(door, tmp_path):
+    loop, recorder, path = door
+    factory = MockFactory()
+    button = EnrollButton(17, lambda: loop.enrollment.request("alice"), loop.enrollment.cancel,
+                          hold_seconds=0.2, pin_factory=factory)
+    pin = factory.pin(17)
+    try:
+        press(pin)
+        with FolderSource(frames(tmp_path / "f", "obama.jpg", "obama2.jpg")) as source:
+            loop.process(source.read())  # started, one sample taken
+            press(pin, seconds=0.5)  # held: cancel
+            loop.process(source.read())
+    finally:
+        button.close()
+    assert [m["state"] for kind, m in recorder.enrollment if kind == "status"] == ["started", "cancelled"]
+    gallery = Gallery.open(path)
+    try:
+        assert gallery.identities() == {}
+    finally:
+        gallery.close()
+
+
+def test_mqtt_commands_name_start_and_time_out(door, tmp_path):
+    loop, recorder, path = door
+    now = [0.0]
+    loop.enrollment.clock = lambda: now[0]
+    commands = CommandHandler(path, loop.enrollment.model_id)
+    commands.enrollment = loop.enrollment
+    commands(Command("set_name", "Barack"))
+    commands(Command("enroll_start", None))
+    with FolderSource(frames(tmp_path / "f", "obama.jpg", "blank")) as source:
+        loop.process(source.read())
+        now[0] = 31.0  # past the 30 s timeout
+        loop.process(source.read())
+    statuses = [m for kind, m in recorder.enrollment if kind == "status"]
+    assert [(s["state"], s["name"]) for s in statuses] == [("started", "Barack"), ("timed_out", "Barack")]
+    assert "only 1 of 3" in statuses[-1]["detail"] and "nothing stored" in statuses[-1]["detail"]
