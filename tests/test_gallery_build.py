@@ -197,3 +197,18 @@ def _config(tmp_path, recognition_line):
     path = tmp_path / "edge.toml"
     path.write_text(f"[recognition]\n{recognition_line}\n")
     return path
+
+
+def test_rename(dataset, tmp_path, capsys):
+    from edge.enrollment import build_gallery
+
+    gallery_path = tmp_path / "g"
+    build_gallery(dataset, gallery_path, Config(), workers=1)
+    code, out, _ = run(capsys, "gallery", "rename", "joe", "Joe Biden", "--gallery", gallery_path)
+    assert code == EXIT_OK and "renamed joe to Joe Biden: 1 sample" in out
+    code, _, err = run(capsys, "gallery", "rename", "Joe Biden", "obama", "--gallery", gallery_path)
+    assert code == EXIT_USAGE and "already enrolled" in err
+    code, _, err = run(capsys, "gallery", "rename", "nobody", "x", "--gallery", gallery_path)
+    assert code == EXIT_INPUT and "nobody named 'nobody'" in err
+    code, out, _ = run(capsys, "gallery", "list", gallery_path, "--json")
+    assert json.loads(out)["people"] == {"Joe Biden": 1, "biden": 1, "obama": 2}

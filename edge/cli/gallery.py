@@ -1,4 +1,4 @@
-"""`edge gallery build|add|add-many|list|remove|check`: make, grow, show, prune and verify a gallery."""
+"""`edge gallery build|add|add-many|list|remove|rename|check`: make, grow, show, prune and verify a gallery."""
 
 from __future__ import annotations
 
@@ -46,6 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     remove.add_argument("--compact", action="store_true", help="also rewrite the gallery without the removed rows")
     remove.add_argument("--json", action="store_true", help="print JSON")
     remove.set_defaults(handler=_remove)
+
+    rename = actions.add_parser("rename", help="rename a person (e.g. an automatic person_N)")
+    rename.add_argument("old", metavar="OLD")
+    rename.add_argument("new", metavar="NEW")
+    rename.add_argument("--gallery", type=Path, help="default: [gallery] path in the config")
+    rename.set_defaults(handler=_rename)
 
     check = actions.add_parser("check", help="verify a gallery's integrity (every row's checksum)")
     check.add_argument("gallery", type=Path, nargs="?", metavar="GALLERY", help="default: [gallery] path in the config")
@@ -160,6 +166,27 @@ def _remove(args: argparse.Namespace, config: Config) -> int:
     else:
         print(f"{path}: nobody named {args.name!r} is enrolled", file=sys.stderr)
     return EXIT_OK if removed else EXIT_INPUT
+
+
+def _rename(args: argparse.Namespace, config: Config) -> int:
+    from edge.door.commands import CommandError, validate_name
+    from edge.gallery.store import Gallery
+
+    try:
+        new = validate_name(args.new)
+    except CommandError as exc:
+        raise ConfigError(f"NEW: {exc}") from None
+    path = _gallery_path(args.gallery, config)
+    gallery = Gallery.open(path, writable=True, lock_timeout=5.0)
+    try:
+        renamed = gallery.rename_identity(args.old, new)
+    finally:
+        gallery.close()
+    if not renamed:
+        print(f"{path}: nobody named {args.old!r} is enrolled", file=sys.stderr)
+        return EXIT_INPUT
+    print(f"renamed {args.old} to {new}: {renamed} sample{'s' if renamed != 1 else ''}")
+    return EXIT_OK
 
 
 def _check(args: argparse.Namespace, config: Config) -> int:

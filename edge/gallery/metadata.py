@@ -138,6 +138,10 @@ def mark_identity_deleted(db: sqlite3.Connection, identity: str) -> int:
     return db.execute("UPDATE rows SET deleted = 1 WHERE deleted = 0 AND identity = ?", (identity,)).rowcount
 
 
+def rename_identity(db: sqlite3.Connection, old: str, new: str) -> int:
+    return db.execute("UPDATE rows SET identity = ? WHERE deleted = 0 AND identity = ?", (new, old)).rowcount
+
+
 def live_checksums(db: sqlite3.Connection) -> dict[int, int]:
     return dict(db.execute("SELECT row, checksum FROM rows WHERE deleted = 0"))
 

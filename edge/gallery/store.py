@@ -391,6 +391,18 @@ class Gallery:
         self._load()
         return changed
 
+    def rename_identity(self, old: str, new: str) -> int:
+        """Give ``old``'s samples the name ``new`` (which must not be enrolled); how many."""
+        self._require_writer()
+        if not isinstance(new, str) or not new.strip():
+            raise ValueError("the new name must be a non-empty string")
+        with metadata.transaction(self._db):
+            if metadata.identities(self._db).get(new):
+                raise GalleryError(f"{self.path}: {new!r} is already enrolled; remove it first or choose another name")
+            changed = metadata.rename_identity(self._db, old, new)
+        self._load()
+        return changed
+
     def compact(self) -> int:
         """Rewrite the gallery without its deleted rows, renumbering the rest; how many went.
 
