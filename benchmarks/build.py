@@ -1,0 +1,64 @@
+"""Gallery build throughput: `edge gallery build` on LFW (13,233 photos, a folder per person).
+
+Reports photos per second (wall time, model loading included), what was
+enrolled and skipped, and peak RSS of the main process and of the largest
+worker process.
+
+    .venv/bin/python benchmarks/build.py [--lfw ../shared/data/lfw] [--workers N] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.machine import environment, header  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lfw", type=Path, default=REPO.parent / "shared" / "data" / "lfw")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+
+    from edge.config import Config
+    from edge.enrollment import build_gallery
+
+    env = environment()
+    with tempfile.TemporaryDirectory() as work:
+        started = time.perf_counter()
+        report = build_gallery(args.lfw, Path(work) / "lfw.gallery", Config(), args.workers)
+        seconds = time.perf_counter() - started
+        size_mib = sum(f.stat().st_size for f in (Path(work) / "lfw.gallery").iterdir()) / 2**20
+    photos = sum(report.enrolled.values()) + len(report.skipped)
+    reasons = Counter(s.reason.split(":")[0] for s in report.skipped)
+    result = {
+        "photos": photos, "enrolled": sum(report.enrolled.values()), "identities": len(report.enrolled),
+        "skipped": dict(reasons), "seconds": round(seconds, 1), "photos_per_second": round(photos / seconds, 1),
+        "workers": args.workers, "gallery_mib": round(size_mib, 1),
+        "peak_rss_main_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_worker_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+    }
+    print(header(env, "Gallery build throughput (LFW)"))
+    print(f"data:     {args.lfw}; default config (model set float16); {args.workers} worker process(es)\n")
+    for key, value in result.items():
+        print(f"{key:20s} {value}")
+    if args.json:
+        args.json.write_text(json.dumps({"environment": env, "result": result}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
