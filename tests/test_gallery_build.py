@@ -212,3 +212,34 @@ def test_rename(dataset, tmp_path, capsys):
     assert code == EXIT_INPUT and "nobody named 'nobody'" in err
     code, out, _ = run(capsys, "gallery", "list", gallery_path, "--json")
     assert json.loads(out)["people"] == {"Joe Biden": 1, "biden": 1, "obama": 2}
+
+
+def test_export_and_import(dataset, tmp_path, capsys):
+    from edge.enrollment import build_gallery
+
+    source = tmp_path / "g"
+    build_gallery(dataset, source, Config(), workers=1)
+    run(capsys, "gallery", "remove", "biden", "--gallery", source)
+    code, out, _ = run(capsys, "gallery", "export", tmp_path / "people.zip", "--gallery", source)
+    assert code == EXIT_OK and "exported 3 samples" in out
+    code, out, _ = run(capsys, "gallery", "import", tmp_path / "people.zip", "--gallery", tmp_path / "copy")
+    assert code == EXIT_OK and "imported 3 samples" in out
+
+    original, copy = Gallery.open(source), Gallery.open(tmp_path / "copy")
+    try:
+        live = [r for r in original.row_info() if not r.deleted]
+        assert [(r.identity, r.source, r.added) for r in copy.row_info()] == [(r.identity, r.source, r.added) for r in live]
+        view, copied = original.view(), copy.view()
+        np.testing.assert_allclose(copied.matrix, view.matrix[[r.row for r in live]], atol=1e-6)
+        assert copy.model_id == original.model_id
+    finally:
+        original.close()
+        copy.close()
+
+    (tmp_path / "junk.zip").write_bytes(b"PK not really")
+    code, _, err = run(capsys, "gallery", "import", tmp_path / "junk.zip", "--gallery", tmp_path / "copy")
+    assert code == EXIT_USAGE and "not a gallery export" in err
+    other = tmp_path / "other"
+    Gallery.create(other, "another-model").close()
+    code, _, err = run(capsys, "gallery", "import", tmp_path / "people.zip", "--gallery", other)
+    assert code == EXIT_USAGE and "exported from model" in err

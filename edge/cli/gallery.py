@@ -1,4 +1,4 @@
-"""`edge gallery build|add|add-many|list|remove|rename|check`: make, grow, show, prune and verify a gallery."""
+"""`edge gallery build|add|add-many|list|remove|rename|export|import|check`: make, grow, show, prune and verify a gallery."""
 
 from __future__ import annotations
 
@@ -52,6 +52,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     rename.add_argument("new", metavar="NEW")
     rename.add_argument("--gallery", type=Path, help="default: [gallery] path in the config")
     rename.set_defaults(handler=_rename)
+
+    export = actions.add_parser("export", help="write a gallery's people to one portable file")
+    export.add_argument("file", type=Path, metavar="FILE")
+    export.add_argument("--gallery", type=Path, help="default: [gallery] path in the config")
+    export.set_defaults(handler=_export)
+
+    importing = actions.add_parser("import", help="add the people of an exported file (a new gallery if none exists)")
+    importing.add_argument("file", type=Path, metavar="FILE")
+    importing.add_argument("--gallery", type=Path, help="default: [gallery] path in the config")
+    importing.set_defaults(handler=_import)
 
     check = actions.add_parser("check", help="verify a gallery's integrity (every row's checksum)")
     check.add_argument("gallery", type=Path, nargs="?", metavar="GALLERY", help="default: [gallery] path in the config")
@@ -186,6 +196,37 @@ def _rename(args: argparse.Namespace, config: Config) -> int:
         print(f"{path}: nobody named {args.old!r} is enrolled", file=sys.stderr)
         return EXIT_INPUT
     print(f"renamed {args.old} to {new}: {renamed} sample{'s' if renamed != 1 else ''}")
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace, config: Config) -> int:
+    from edge.gallery.portable import export_gallery
+    from edge.gallery.store import Gallery
+
+    gallery = Gallery.open(_gallery_path(args.gallery, config))
+    try:
+        rows = export_gallery(gallery, args.file)
+    finally:
+        gallery.close()
+    print(f"exported {rows} samples to {args.file}")
+    return EXIT_OK
+
+
+def _import(args: argparse.Namespace, config: Config) -> int:
+    from edge.gallery.portable import import_into, read_export
+    from edge.gallery.store import Gallery
+
+    path = _gallery_path(args.gallery, config)
+    if path.exists():
+        gallery = Gallery.open(path, writable=True, lock_timeout=5.0)
+    else:
+        meta, vectors = read_export(args.file)
+        gallery = Gallery.create(path, meta["model_id"], dim=vectors.shape[1], dtype=config.gallery.dtype)
+    try:
+        rows = import_into(gallery, args.file)
+    finally:
+        gallery.close()
+    print(f"imported {rows} samples into {path}")
     return EXIT_OK
 
 

@@ -331,13 +331,14 @@ class Gallery:
         identities: Sequence[str],
         sources: Sequence[str | None] | None = None,
         qualities: Sequence[float | None] | None = None,
-        added: float | None = None,
+        added: float | Sequence[float] | None = None,
     ) -> range:
         """Add rows, all or none; returns their row numbers once they are durable.
 
         embeddings: (n, dim) L2-normalised vectors; identities: n names;
         sources (e.g. the photo's path) and qualities (any score the caller
-        keeps): n values or None each. added: Unix time, default now.
+        keeps): n values or None each. added: Unix time (one for all rows, or
+        one per row), default now.
         """
         self._require_writer()
         vectors = self._check_embeddings(embeddings)
@@ -351,7 +352,11 @@ class Gallery:
             raise ValueError("identities must be non-empty strings")
         if n == 0:
             return range(self.count, self.count)
-        added = time.time() if added is None else float(added)
+        if added is None or np.isscalar(added):
+            added = [time.time() if added is None else float(added)] * n
+        added = [float(a) for a in added]
+        if len(added) != n:
+            raise ValueError(f"{n} embeddings need {n} times added")
         codes, scales = encode_rows(vectors, self.dtype)
         checksums = row_checksums(codes, scales)
         generation, start = metadata.committed(self._db)
@@ -362,7 +367,7 @@ class Gallery:
                 _write_rows(scales_fd, self._header(KIND_SCALES, generation), start, scales[:, None])
                 os.fsync(scales_fd)
             os.fsync(rows_fd)
-            records = [(start + i, identities[i], sources[i], added, qualities[i], 0, checksums[i]) for i in range(n)]
+            records = [(start + i, identities[i], sources[i], added[i], qualities[i], 0, checksums[i]) for i in range(n)]
             with metadata.transaction(self._db):
                 metadata.add_rows(self._db, records, start + n)
         except (OSError, sqlite3.Error) as exc:
