@@ -182,7 +182,14 @@ def add_to_gallery(
     report = BuildReport(str(gallery_path), skipped=list(skipped))
     gallery = Gallery.open(gallery_path, embedding_model_id(config.recognition), writable=True, lock_timeout=5.0)
     try:
-        _enroll(gallery, photos, config, workers, progress, "largest" if largest else "single", report)
+        enrolled = {(r.identity, r.source) for r in gallery.row_info() if not r.deleted}
+        fresh = []
+        for photo in photos:
+            if (photo.identity, photo.path) in enrolled:
+                report.skipped.append(Skipped(photo.path, f"already enrolled as {photo.identity} from this photo"))
+            else:
+                fresh.append(photo)
+        _enroll(gallery, fresh, config, workers, progress, "largest" if largest else "single", report)
     finally:
         gallery.close()
     report.seconds = time.perf_counter() - started

@@ -169,7 +169,9 @@ def test_add_and_add_many_grow_an_existing_gallery(tmp_path, capsys):
     assert code == EXIT_INPUT and summary["enrolled"] == {"Joe Biden": 1}
     assert "2 faces; pass --largest" in summary["skipped"][0]["reason"]
     code, out, _ = run(capsys, "gallery", "add", person, "--name", "Joe Biden", "--largest", "--gallery", gallery_path, "--json")
-    assert code == EXIT_OK and json.loads(out)["enrolled"] == {"Joe Biden": 2}
+    summary = json.loads(out)
+    assert code == EXIT_INPUT and summary["enrolled"] == {"Joe Biden": 1}  # the group photo's largest face
+    assert "already enrolled as Joe Biden from this photo" in summary["skipped"][0]["reason"]  # a.jpg again
 
     flat = tmp_path / "flat"
     flat.mkdir()
@@ -182,7 +184,7 @@ def test_add_and_add_many_grow_an_existing_gallery(tmp_path, capsys):
     assert [s["reason"] for s in summary["skipped"]] == ["empty folder"]
 
     code, out, _ = run(capsys, "gallery", "list", gallery_path, "--json")
-    assert json.loads(out)["people"] == {"Joe Biden": 3, "barack": 1, "obama": 1}  # nothing already there was lost
+    assert json.loads(out)["people"] == {"Joe Biden": 2, "barack": 1, "obama": 1}  # nothing already there was lost
 
     code, _, err = run(capsys, "gallery", "add", person, "--name", "a/b", "--gallery", gallery_path)
     assert code == EXIT_USAGE and "'/'" in err
