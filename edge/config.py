@@ -96,6 +96,7 @@ class DoorConfig(_Strict):
     min_sharpness: float = Field(0.0, ge=0.0, le=1e6, description="variance of the Laplacian of the face crop; 0 = off")
     button_pin: int | None = Field(None, ge=0, le=27, description="GPIO (BCM) number of the enrollment button; none = no button")
     button_hold: float = Field(3.0, ge=0.5, le=30.0, description="seconds held that cancel an enrollment")
+    led_pin: int | None = Field(None, ge=0, le=27, description="GPIO (BCM) of an LED showing enrollment; none = no LED")
     enroll_samples: int = Field(5, ge=1, le=50, description="good samples an enrollment at the door collects")
     enroll_timeout: float = Field(30.0, ge=1.0, le=600.0, description="seconds an enrollment at the door may take")
 

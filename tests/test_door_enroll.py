@@ -134,3 +134,23 @@ def test_mqtt_commands_name_start_and_time_out(door, tmp_path):
     statuses = [m for kind, m in recorder.enrollment if kind == "status"]
     assert [(s["state"], s["name"]) for s in statuses] == [("started", "Barack"), ("timed_out", "Barack")]
     assert "only 1 of 3" in statuses[-1]["detail"] and "nothing stored" in statuses[-1]["detail"]
+
+
+def test_light_blinks_while_enrolling_and_stays_lit_when_saved():
+    from edge.door.button import EnrollLight
+
+    factory = MockFactory()
+    light = EnrollLight(27, saved_seconds=0.5, pin_factory=factory)
+    pin = factory.pin(27)
+    try:
+        light.update("status", {"state": "started"})
+        time.sleep(0.5)
+        states = {change.state for change in pin.states}
+        assert {True, False} <= states  # it blinked
+        light.update("status", {"state": "saved"})
+        time.sleep(0.1)
+        assert pin.state is True
+        light.update("status", {"state": "cancelled"})
+        assert pin.state is False
+    finally:
+        light.close()

@@ -212,6 +212,9 @@ def test_rename(dataset, tmp_path, capsys):
     assert code == EXIT_USAGE and "already enrolled" in err
     code, _, err = run(capsys, "gallery", "rename", "nobody", "x", "--gallery", gallery_path)
     assert code == EXIT_INPUT and "nobody named 'nobody'" in err
+    code, out, _ = run(capsys, "gallery", "rename", "biden", "Biden", "--gallery", gallery_path, "--json")
+    assert code == EXIT_OK and json.loads(out)["renamed"] == 1
+    run(capsys, "gallery", "rename", "Biden", "biden", "--gallery", gallery_path)
     code, out, _ = run(capsys, "gallery", "list", gallery_path, "--json")
     assert json.loads(out)["people"] == {"Joe Biden": 1, "biden": 1, "obama": 2}
 
@@ -224,8 +227,8 @@ def test_export_and_import(dataset, tmp_path, capsys):
     run(capsys, "gallery", "remove", "biden", "--gallery", source)
     code, out, _ = run(capsys, "gallery", "export", tmp_path / "people.zip", "--gallery", source)
     assert code == EXIT_OK and "exported 3 samples" in out
-    code, out, _ = run(capsys, "gallery", "import", tmp_path / "people.zip", "--gallery", tmp_path / "copy")
-    assert code == EXIT_OK and "imported 3 samples" in out
+    code, out, _ = run(capsys, "gallery", "import", tmp_path / "people.zip", "--gallery", tmp_path / "copy", "--json")
+    assert code == EXIT_OK and json.loads(out)["imported"] == 3
 
     original, copy = Gallery.open(source), Gallery.open(tmp_path / "copy")
     try:

@@ -51,16 +51,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     rename.add_argument("old", metavar="OLD")
     rename.add_argument("new", metavar="NEW")
     rename.add_argument("--gallery", type=Path, help="default: [gallery] path in the config")
+    rename.add_argument("--json", action="store_true", help="print JSON")
     rename.set_defaults(handler=_rename)
 
     export = actions.add_parser("export", help="write a gallery's people to one portable file")
     export.add_argument("file", type=Path, metavar="FILE")
     export.add_argument("--gallery", type=Path, help="default: [gallery] path in the config")
+    export.add_argument("--json", action="store_true", help="print JSON")
     export.set_defaults(handler=_export)
 
     importing = actions.add_parser("import", help="add the people of an exported file (a new gallery if none exists)")
     importing.add_argument("file", type=Path, metavar="FILE")
     importing.add_argument("--gallery", type=Path, help="default: [gallery] path in the config")
+    importing.add_argument("--json", action="store_true", help="print JSON")
     importing.set_defaults(handler=_import)
 
     check = actions.add_parser("check", help="verify a gallery's integrity (every row's checksum)")
@@ -192,11 +195,13 @@ def _rename(args: argparse.Namespace, config: Config) -> int:
         renamed = gallery.rename_identity(args.old, new)
     finally:
         gallery.close()
-    if not renamed:
+    if args.json:
+        print(json.dumps({"gallery": str(path), "old": args.old, "new": new, "renamed": renamed}))
+    elif renamed:
+        print(f"renamed {args.old} to {new}: {renamed} sample{'s' if renamed != 1 else ''}")
+    else:
         print(f"{path}: nobody named {args.old!r} is enrolled", file=sys.stderr)
-        return EXIT_INPUT
-    print(f"renamed {args.old} to {new}: {renamed} sample{'s' if renamed != 1 else ''}")
-    return EXIT_OK
+    return EXIT_OK if renamed else EXIT_INPUT
 
 
 def _export(args: argparse.Namespace, config: Config) -> int:
@@ -208,7 +213,10 @@ def _export(args: argparse.Namespace, config: Config) -> int:
         rows = export_gallery(gallery, args.file)
     finally:
         gallery.close()
-    print(f"exported {rows} samples to {args.file}")
+    if args.json:
+        print(json.dumps({"file": str(args.file), "exported": rows}))
+    else:
+        print(f"exported {rows} samples to {args.file}")
     return EXIT_OK
 
 
@@ -226,7 +234,10 @@ def _import(args: argparse.Namespace, config: Config) -> int:
         rows = import_into(gallery, args.file)
     finally:
         gallery.close()
-    print(f"imported {rows} samples into {path}")
+    if args.json:
+        print(json.dumps({"gallery": str(path), "imported": rows}))
+    else:
+        print(f"imported {rows} samples into {path}")
     return EXIT_OK
 
 

@@ -1,4 +1,4 @@
-"""The enrollment button on the door's GPIO (gpiozero, imported only when a button is configured).
+"""The enrollment button and light on the door's GPIO (gpiozero, imported only when configured).
 
 A short press starts enrollment; holding the button for ``hold_seconds``
 cancels one in progress. Wiring: a momentary switch between the GPIO pin
@@ -44,3 +44,31 @@ class EnrollButton:
 
     def close(self) -> None:
         self._button.close()
+
+
+class EnrollLight:
+    """An optional LED that shows enrollment: blinking while collecting,
+    lit for ``saved_seconds`` when saved, off otherwise (gpiozero, lazily)."""
+
+    def __init__(self, pin: int, saved_seconds: float = 2.0, pin_factory=None) -> None:
+        try:
+            from gpiozero import LED
+        except ImportError as exc:
+            raise RuntimeError("gpiozero is not installed: install the `pi` extra (pip install 'edge-face[pi]')") from exc
+        self._led = LED(pin, pin_factory=pin_factory)
+        self._saved_seconds = saved_seconds
+
+    def update(self, kind: str, message: dict) -> None:
+        """Follow the enrollment messages (edge.door.enroll.DoorEnrollment's ``report``)."""
+        if kind != "status":
+            return
+        state = message.get("state")
+        if state == "started":
+            self._led.blink(on_time=0.2, off_time=0.2)
+        elif state == "saved":
+            self._led.blink(on_time=self._saved_seconds, off_time=0, n=1)
+        else:
+            self._led.off()
+
+    def close(self) -> None:
+        self._led.close()

@@ -19,7 +19,7 @@ from pathlib import Path
 from edge.config import Config, ConfigError, embedding_model_id, open_engine
 from edge.door.commands import Command
 from edge.door.runtime import DoorLoop, LoopSettings, Publisher, StdoutPublisher
-from edge.door.button import EnrollButton
+from edge.door.button import EnrollButton, EnrollLight
 from edge.door.decision import DecisionSettings
 from edge.door.enroll import DoorEnrollment, EnrollSettings
 from edge.door.sources import FolderSource, OpenCvSource, Reconnecting, SourceError, open_source
@@ -143,10 +143,17 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
     else:
         publisher = StdoutPublisher()
     loop = DoorLoop(engine, gallery, publisher, loop_settings(config), door.device_id, source.name)
+    light = EnrollLight(door.led_pin) if door.led_pin is not None else None
+
+    def report_enrollment(kind: str, message: dict) -> None:
+        publisher.publish_enrollment(kind, message)
+        if light is not None:
+            light.update(kind, message)
+
     enroll_settings = EnrollSettings(samples=door.enroll_samples, timeout=door.enroll_timeout,
                                      min_face_size=door.min_face_size, min_same_person=config.recognition.match_threshold)
     loop.enrollment = commands.enrollment = DoorEnrollment(
-        engine, Path(config.gallery.path), model_id, enroll_settings, publisher.publish_enrollment, source.name
+        engine, Path(config.gallery.path), model_id, enroll_settings, report_enrollment, source.name
     )
     button = None
     if door.button_pin is not None:
@@ -181,8 +188,9 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        if button is not None:
-            button.close()
+        for device in (button, light):
+            if device is not None:
+                device.close()
         if link is not None:
             link.stop()
         gallery.close()
