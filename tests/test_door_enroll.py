@@ -3,7 +3,6 @@ a folder frame source and the running door loop."""
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
@@ -38,18 +37,9 @@ class Recorder:
         self.enrollment.append((kind, message))
 
 
-def frames(folder, *visitors):
-    """One frame per bundled photo name, or 'blank'."""
-    folder.mkdir()
-    for i, visitor in enumerate(visitors):
-        tmp = folder / f"t{i}"
-        if visitor == "blank":
-            demo.write_frames(tmp, visitors=("obama.jpg",), frames_per_visit=0, empty_frames=1)
-        else:
-            demo.write_frames(tmp, visitors=(visitor,), frames_per_visit=1, empty_frames=0)
-        shutil.move(next(tmp.iterdir()), folder / f"{i:03d}.png")
-        tmp.rmdir()
-    return folder
+def frames(folder, *shots):
+    """One frame per shot: a bundled photo's name, 'blank' or 'two' (two faces)."""
+    return demo.write_stills(folder, shots)
 
 
 @pytest.fixture

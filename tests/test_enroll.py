@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import cv2
 import numpy as np
@@ -19,20 +18,9 @@ from edge.gallery.store import Gallery
 from edge.types import BBox, Face
 
 
-def scene(folder, *visitors):
-    """One frame per entry: a bundled photo's name, 'blank', or 'two' (two faces)."""
-    folder.mkdir()
-    for i, visitor in enumerate(visitors):
-        frames = folder / f"tmp{i}"
-        if visitor == "blank":
-            demo.write_frames(frames, visitors=("obama.jpg",), frames_per_visit=0, empty_frames=1)
-        elif visitor == "two":
-            demo.write_frames(frames, visitors=("obama.jpg",), frames_per_visit=1, empty_frames=0, faces_per_frame=2)
-        else:
-            demo.write_frames(frames, visitors=(visitor,), frames_per_visit=1, empty_frames=0)
-        shutil.move(next(frames.iterdir()), folder / f"{i:03d}.png")
-        frames.rmdir()
-    return folder
+def scene(folder, *shots):
+    """One frame per shot: a bundled photo's name, 'blank' or 'two' (two faces)."""
+    return demo.write_stills(folder, shots)
 
 
 @pytest.fixture

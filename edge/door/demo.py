@@ -96,3 +96,21 @@ def _paste(frame: np.ndarray, portrait: np.ndarray, cx: int, cy: int) -> None:
     fx1, fy1 = max(x1, 0), max(y1, 0)
     fx2, fy2 = min(x1 + width, frame.shape[1]), min(y1 + height, frame.shape[0])
     frame[fy1:fy2, fx1:fx2] = portrait[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]
+
+
+def write_stills(out: Path, shots: tuple[str, ...], samples: Path | None = None) -> Path:
+    """One frame per shot: a bundled photo's name, "blank" (nobody) or "two" (two faces)."""
+    samples = samples or samples_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    for index, shot in enumerate(shots):
+        frame = _background()
+        if shot == "two":
+            slot = FRAME_SIZE[0] // 2
+            portrait = _fit(cv2.imread(str(samples / ENROLLED["obama"][0])), slot - 8, PORTRAIT_HEIGHT)
+            for k in range(2):
+                _paste(frame, portrait, k * slot + slot // 2, FRAME_SIZE[1] // 2)
+        elif shot != "blank":
+            portrait = _fit(cv2.imread(str(samples / shot)), FRAME_SIZE[0] - 8, PORTRAIT_HEIGHT)
+            _paste(frame, portrait, FRAME_SIZE[0] // 2, FRAME_SIZE[1] // 2)
+        cv2.imwrite(str(out / f"{index:05d}.png"), frame)
+    return out
