@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 
-from conftest import FACES
 from edge.cli import main
 from edge.cli.common import EXIT_INPUT, EXIT_OK, EXIT_USAGE
-from edge.config import Config, RecognitionConfig, embedding_model_id
+from edge.config import RecognitionConfig, embedding_model_id
 from edge.door import demo
 from edge.door.enroll import EnrollmentSession, EnrollSettings, turn
 from edge.gallery.store import Gallery
