@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge.cli.common import EXIT_INPUT, EXIT_OK
+from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path
 from edge.config import Config, ConfigError, embedding_model_id, open_engine
 
 
@@ -40,11 +40,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
                                   min_same_person=config.recognition.match_threshold)
     except (CommandError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
-    gallery_path = args.gallery or config.gallery.path
-    if gallery_path is None:
-        raise ConfigError("no gallery given: pass --gallery PATH or set [gallery] path in the config")
+    path = gallery_path(args.gallery, config)
     model_id = embedding_model_id(config.recognition)
-    Gallery.open(gallery_path, model_id).close()  # fail now, not after the person posed
+    Gallery.open(path, model_id).close()  # fail now, not after the person posed
     door = config.door
     try:
         source = open_source(args.source or door.source, door.frame_width, door.frame_height, door.folder_fps)
@@ -62,8 +60,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         outcome = collect(engine, source, session, show)
     finally:
         source.__exit__(None, None, None)
-    rows = save(session, Path(gallery_path), model_id, f"enroll:{source.name}") if outcome == "complete" else range(0)
-    result = {"name": name, "outcome": outcome, "samples": len(rows), "gallery": str(gallery_path)}
+    rows = save(session, path, model_id, f"enroll:{source.name}") if outcome == "complete" else range(0)
+    result = {"name": name, "outcome": outcome, "samples": len(rows), "gallery": str(path)}
     if args.json:
         print(json.dumps(result))
     elif outcome == "complete":

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from edge.cli.common import EXIT_INPUT, EXIT_OK
+from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path, match_threshold
 from edge.config import Config, ConfigError, embedding_model_id, open_engine
 
 
@@ -33,15 +33,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from edge.gallery.store import Gallery
     from edge.photos import photo_result
 
-    threshold = config.recognition.match_threshold if args.threshold is None else args.threshold
-    if not -1.0 <= threshold <= 1.0:
-        raise ConfigError("--threshold must be within -1..1")
+    threshold = match_threshold(args.threshold, config)
     if not 1 <= args.max <= 10_000:
         raise ConfigError("--max must be 1..10000")
-    gallery_path = args.gallery or config.gallery.path
-    if gallery_path is None:
-        raise ConfigError("no gallery given: pass --gallery PATH or set [gallery] path in the config")
-    gallery = Gallery.open(gallery_path, model_id=embedding_model_id(config.recognition))
+    gallery = Gallery.open(gallery_path(args.gallery, config), model_id=embedding_model_id(config.recognition))
     try:
         subject = photo_result(open_engine(config.recognition), str(args.image))
         if subject.embedding is None:

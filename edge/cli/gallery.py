@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from edge.cli.common import EXIT_INPUT, EXIT_OK
+from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path
 from edge.config import Config, ConfigError
 
 
@@ -83,20 +83,13 @@ def run(args: argparse.Namespace, config: Config) -> int:  # replaced by the act
     raise ConfigError("choose a gallery action: build or list")
 
 
-def _gallery_path(given: Path | None, config: Config) -> Path:
-    path = given or config.gallery.path
-    if path is None:
-        raise ConfigError("no gallery given: pass --gallery PATH or set [gallery] path in the config")
-    return Path(path)
-
-
 def _build(args: argparse.Namespace, config: Config) -> int:
     from edge.enrollment import build_gallery
 
     _check_workers(args)
     try:
         report = build_gallery(
-            args.dataset, _gallery_path(args.gallery, config), config, args.workers, _ProgressBar(sys.stderr)
+            args.dataset, gallery_path(args.gallery, config), config, args.workers, _ProgressBar(sys.stderr)
         )
     except ValueError as exc:  # not a dataset folder
         raise ConfigError(str(exc)) from None
@@ -116,7 +109,7 @@ def _add(args: argparse.Namespace, config: Config) -> int:
             photos, skipped = scan_dataset(args.folder)
     except (ValueError, CommandError) as exc:
         raise ConfigError(str(exc)) from None
-    report = add_to_gallery(_gallery_path(args.gallery, config), photos, skipped, config, args.largest,
+    report = add_to_gallery(gallery_path(args.gallery, config), photos, skipped, config, args.largest,
                             args.workers, _ProgressBar(sys.stderr))
     return _summary(report, args.json)
 
@@ -145,7 +138,7 @@ def _summary(report, as_json: bool) -> int:
 def _list(args: argparse.Namespace, config: Config) -> int:
     from edge.gallery.store import Gallery
 
-    gallery = Gallery.open(_gallery_path(args.gallery, config))
+    gallery = Gallery.open(gallery_path(args.gallery, config))
     try:
         people = gallery.identities()
         facts = {"gallery": str(gallery.path), "model_id": gallery.model_id, "dtype": gallery.dtype,
@@ -164,7 +157,7 @@ def _list(args: argparse.Namespace, config: Config) -> int:
 def _remove(args: argparse.Namespace, config: Config) -> int:
     from edge.gallery.store import Gallery
 
-    path = _gallery_path(args.gallery, config)
+    path = gallery_path(args.gallery, config)
     gallery = Gallery.open(path, writable=True, lock_timeout=5.0)
     try:
         removed = gallery.delete_identity(args.name)
@@ -189,7 +182,7 @@ def _rename(args: argparse.Namespace, config: Config) -> int:
         new = validate_name(args.new)
     except CommandError as exc:
         raise ConfigError(f"NEW: {exc}") from None
-    path = _gallery_path(args.gallery, config)
+    path = gallery_path(args.gallery, config)
     gallery = Gallery.open(path, writable=True, lock_timeout=5.0)
     try:
         renamed = gallery.rename_identity(args.old, new)
@@ -208,7 +201,7 @@ def _export(args: argparse.Namespace, config: Config) -> int:
     from edge.gallery.portable import export_gallery
     from edge.gallery.store import Gallery
 
-    gallery = Gallery.open(_gallery_path(args.gallery, config))
+    gallery = Gallery.open(gallery_path(args.gallery, config))
     try:
         rows = export_gallery(gallery, args.file)
     finally:
@@ -224,7 +217,7 @@ def _import(args: argparse.Namespace, config: Config) -> int:
     from edge.gallery.portable import import_into, read_export
     from edge.gallery.store import Gallery
 
-    path = _gallery_path(args.gallery, config)
+    path = gallery_path(args.gallery, config)
     if path.exists():
         gallery = Gallery.open(path, writable=True, lock_timeout=5.0)
     else:
@@ -245,7 +238,7 @@ def _check(args: argparse.Namespace, config: Config) -> int:
     from edge.gallery.errors import CorruptGalleryError
     from edge.gallery.store import Gallery
 
-    path = _gallery_path(args.gallery, config)
+    path = gallery_path(args.gallery, config)
     gallery = Gallery.open(path)
     try:
         rows, problem = gallery.check(), None

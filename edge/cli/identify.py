@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edge.cli.common import EXIT_INPUT, EXIT_OK
+from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path, match_threshold
 from edge.config import Config, ConfigError, embedding_model_id, open_engine
 from edge.imageio import IMAGE_SUFFIXES, ImageError, load_image
 
@@ -30,15 +30,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from edge.gallery.search import identify, search
     from edge.gallery.store import Gallery
 
-    threshold = config.recognition.match_threshold if args.threshold is None else args.threshold
-    if not -1.0 <= threshold <= 1.0:
-        raise ConfigError("--threshold must be within -1..1")
+    threshold = match_threshold(args.threshold, config)
     if args.k is not None and not 1 <= args.k <= 100:
         raise ConfigError("--k must be 1..100")
-    gallery_path = args.gallery or config.gallery.path
-    if gallery_path is None:
-        raise ConfigError("no gallery given: pass --gallery PATH or set [gallery] path in the config")
-    gallery = Gallery.open(gallery_path, model_id=embedding_model_id(config.recognition))
+    gallery = Gallery.open(gallery_path(args.gallery, config), model_id=embedding_model_id(config.recognition))
     engine = open_engine(config.recognition)
     failures = 0
     try:

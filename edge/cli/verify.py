@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from edge.cli.common import EXIT_INPUT, EXIT_OK
+from edge.cli.common import EXIT_INPUT, EXIT_OK, match_threshold
 from edge.config import Config, ConfigError
 
 
@@ -25,9 +25,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from edge.verification import compare, read_pairs
 
     recognition = config.recognition
-    threshold = recognition.match_threshold if args.threshold is None else args.threshold
-    if not -1.0 <= threshold <= 1.0:
-        raise ConfigError("--threshold must be within -1..1")
+    threshold = match_threshold(args.threshold, config)
     if args.pairs is None:
         if len(args.images) != 2:
             raise ConfigError("verify takes two images, or --pairs CSV")
