@@ -84,25 +84,26 @@ class EnrollmentSession:
             self.state = "timed_out"
         if self.state != "collecting":
             return self._verdict(False, self.state)
-        reason = self._rejection(faces, crop, embedding)
+        sharpness = None if crop is None else laplacian_variance(crop)
+        reason = self._rejection(faces, sharpness, embedding)
         if reason:
             return self._verdict(False, reason)
         self.embeddings.append(embedding)
-        self.qualities.append(laplacian_variance(crop))
+        self.qualities.append(sharpness)
         if len(self.embeddings) >= self.settings.samples:
             self.state = "complete"
         return self._verdict(True, "sample taken")
 
-    def _rejection(self, faces: list[Face], crop: np.ndarray | None, embedding: np.ndarray | None) -> str | None:
+    def _rejection(self, faces: list[Face], sharpness: float | None, embedding: np.ndarray | None) -> str | None:
         s = self.settings
         if len(faces) != 1:
             return "no face" if not faces else f"{len(faces)} faces: only the person enrolling may be in view"
         face = faces[0]
         if face.box.size < s.min_face_size:
             return f"face too small ({face.box.size:.0f} px < {s.min_face_size:.0f}): come closer"
-        if crop is None or embedding is None:
+        if sharpness is None or embedding is None:
             return "face could not be embedded"
-        if laplacian_variance(crop) < s.min_sharpness:
+        if sharpness < s.min_sharpness:
             return "too blurred: hold still"
         if abs(turn(face)) > s.max_turn:
             return "face turned too far: look towards the camera"
@@ -116,6 +117,16 @@ class EnrollmentSession:
 
     def _verdict(self, accepted: bool, reason: str) -> Verdict:
         return Verdict(accepted, reason, len(self.embeddings), self.settings.samples)
+
+
+def offer_frame(engine: FaceEngine, session: EnrollmentSession, image: np.ndarray, now: float) -> Verdict:
+    """Find the faces in one frame and offer them to ``session`` (the single face embedded)."""
+    faces = engine.detect(image)
+    crop = embedding = None
+    if len(faces) == 1:
+        crops = engine.align(image, faces)
+        crop, embedding = crops[0], engine.embedder.embed(crops)[0]
+    return session.offer(faces, crop, embedding, now)
 
 
 def turn(face: Face) -> float:
@@ -143,12 +154,7 @@ def collect(
         frame = source.read()
         if frame is None:
             return "source_ended"
-        faces = engine.detect(frame.image)
-        crop = embedding = None
-        if len(faces) == 1:
-            crops = engine.align(frame.image, faces)
-            crop, embedding = crops[0], engine.embedder.embed(crops)[0]
-        on_verdict(session.offer(faces, crop, embedding, clock()))
+        on_verdict(offer_frame(engine, session, frame.image, clock()))
     return session.state
 
 
@@ -223,12 +229,7 @@ class DoorEnrollment:
         session = self._session
         if session is None:
             return
-        faces = self.engine.detect(frame.image)
-        crop = embedding = None
-        if len(faces) == 1:
-            crops = self.engine.align(frame.image, faces)
-            crop, embedding = crops[0], self.engine.embedder.embed(crops)[0]
-        verdict = session.offer(faces, crop, embedding, self.clock())
+        verdict = offer_frame(self.engine, session, frame.image, self.clock())
         if verdict.accepted or verdict.reason != self._last_reason:
             self._last_reason = verdict.reason
             self.report("progress", {"name": session.name, "taken": verdict.taken, "wanted": verdict.wanted,
