@@ -39,7 +39,8 @@ def test_enroll_keeps_good_different_samples_and_rejects_the_rest(tmp_path, gall
     code, out, err = run(capsys, "enroll", "--name", "Barack", "--source", frames, "--gallery", gallery,
                          "--samples", "3", "--json")
     assert code == EXIT_OK, err
-    assert json.loads(out) == {"name": "Barack", "outcome": "complete", "samples": 3, "gallery": str(gallery)}
+    assert json.loads(out) == {"name": "Barack", "outcome": "complete", "samples": 3, "wanted": 3,
+                                "gallery": str(gallery)}
     reasons = [line.split(" ", 2)[2] for line in err.splitlines() if line[:1] in "+-"]
     assert reasons == ["no face", "sample taken", "too like a sample already taken: turn your head a little",
                        "2 faces: only the person enrolling may be in view", "a different person than the first sample",
@@ -92,3 +93,31 @@ def test_session_rules_small_turned_blurred_and_timeout():
     assert session.state == "timed_out" and abs(turn(face_at(100, nose_x=0.75))) > 0.35
     with pytest.raises(ValueError):
         EnrollSettings(samples=0)
+
+
+def test_a_camera_that_fails_mid_enrollment_stores_nothing(tmp_path, gallery, capsys, monkeypatch):
+    from edge.door import sources
+
+    frames = scene(tmp_path / "frames", "obama.jpg", "obama2.jpg")
+
+    class FailingCamera(sources.FolderSource):
+        """The two frames, then the camera is unplugged."""
+
+        def read(self):
+            frame = super().read()
+            if frame is None:
+                raise sources.SourceError("video source '0' stopped delivering frames")
+            return frame
+
+    monkeypatch.setattr(sources, "open_source", lambda spec, *args: FailingCamera(frames))
+    code, out, err = run(capsys, "enroll", "--name", "Barack", "--source", "0", "--gallery", gallery,
+                         "--samples", "3", "--preview", "none", "--json")
+    assert code == EXIT_INPUT, err
+    assert json.loads(out) == {"name": "Barack", "outcome": "source_failed", "samples": 0, "wanted": 3,
+                               "gallery": str(gallery), "error": "video source '0' stopped delivering frames"}
+    assert err.count("sample taken") == 2
+    g = Gallery.open(gallery)
+    try:
+        assert g.identities() == {}
+    finally:
+        g.close()

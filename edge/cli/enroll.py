@@ -1,9 +1,10 @@
 """`edge enroll --name NAME`: enroll the person in front of the camera.
 
 Collects --samples good, different samples of the one face in view (see
-edge.door.enroll), then appends them to the gallery. Progress goes to
-stderr. Ctrl-C, a timeout or the end of the source stores nothing. (The
-pip OpenCV build is headless, so there is no preview window.)
+edge.door.enroll), then appends them to the gallery. Each frame's verdict
+goes to stderr and, where a display exists, to a preview window (see
+edge.cli.preview). q saves the samples taken so far; Ctrl-C (or Esc in the
+window), a timeout, a failing camera or the end of the source stores nothing.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import argparse
 import json
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path
+from edge.cli.preview import PREVIEW_KINDS, PreviewError, open_preview
 from edge.config import Config, ConfigError, embedding_model_id, open_engine
 
 
@@ -24,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gallery", type=Path, help="default: [gallery] path in the config")
     p.add_argument("--samples", type=int, default=5, help="good samples to collect (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds before giving up (default: %(default)s)")
+    p.add_argument("--preview", choices=PREVIEW_KINDS, default="auto",
+                   help="window (needs a display), terminal (keys only) or none (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
 
@@ -44,29 +49,43 @@ def run(args: argparse.Namespace, config: Config) -> int:
     model_id = embedding_model_id(config.recognition)
     Gallery.open(path, model_id).close()  # fail now, not after the person posed
     door = config.door
-    try:
-        source = open_source(args.source or door.source, door.frame_width, door.frame_height, door.folder_fps)
-        source.__enter__()
-    except SourceError as exc:
-        raise ConfigError(str(exc)) from None
-    engine = open_engine(config.recognition)
+    failure = None
+    with ExitStack() as opened:
+        try:
+            source = opened.enter_context(
+                open_source(args.source or door.source, door.frame_width, door.frame_height, door.folder_fps))
+            engine = open_engine(config.recognition)
+            preview = open_preview(args.preview, title=f"edge enroll: {name}")
+        except SourceError as exc:
+            raise ConfigError(str(exc)) from None
+        except PreviewError as exc:
+            raise ConfigError(f"--preview {args.preview}: {exc}") from None
+        opened.callback(preview.close)
+        print(f"enrolling {name}: {settings.samples} good samples within {settings.timeout:g} s; {preview.hint}",
+              file=sys.stderr, flush=True)
 
-    def show(verdict) -> None:
-        mark = "+" if verdict.accepted else "-"
-        print(f"{mark} {verdict.taken}/{verdict.wanted} {verdict.reason}", file=sys.stderr, flush=True)
+        def watch(image, verdict) -> str | None:
+            mark = "+" if verdict.accepted else "-"
+            print(f"{mark} {verdict.taken}/{verdict.wanted} {verdict.reason}", file=sys.stderr, flush=True)
+            return preview.show(image, verdict)
 
-    session = EnrollmentSession(name, settings, started_at=time.monotonic())
-    try:
-        outcome = collect(engine, source, session, show)
-    finally:
-        source.__exit__(None, None, None)
+        session = EnrollmentSession(name, settings, started_at=time.monotonic())
+        try:
+            outcome = collect(engine, source, session, watch)
+        except SourceError as exc:
+            outcome, failure = "source_failed", str(exc)
     rows = save(session, path, model_id, f"enroll:{source.name}") if outcome == "complete" else range(0)
-    result = {"name": name, "outcome": outcome, "samples": len(rows), "gallery": str(path)}
+    result = {"name": name, "outcome": outcome, "samples": len(rows), "wanted": settings.samples,
+              "gallery": str(path)}
+    if failure:
+        result["error"] = failure
     if args.json:
         print(json.dumps(result))
     elif outcome == "complete":
-        print(f"enrolled {name}: {len(rows)} samples")
+        early = f" (saved early; {settings.samples} asked)" if len(rows) < settings.samples else ""
+        print(f"enrolled {name}: {len(rows)} samples{early}")
     else:
-        print(f"{name} not enrolled ({outcome.replace('_', ' ')}; {session.settings.samples} good samples needed, "
+        why = outcome.replace("_", " ") + (f": {failure}" if failure else "")
+        print(f"{name} not enrolled ({why}; {settings.samples} good samples needed, "
               f"{len(session.embeddings)} taken); nothing was stored")
     return EXIT_OK if outcome == "complete" else EXIT_INPUT

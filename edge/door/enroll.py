@@ -2,7 +2,8 @@
 
     session = EnrollmentSession("alice", EnrollSettings(), started_at=now)
     verdict = session.offer(faces, crop, embedding, now)   # per frame; crop/embedding of the one face
-    session.state                                          # 'collecting', 'complete' or 'timed_out'
+    session.state                                          # 'collecting', 'complete', 'timed_out' or 'stopped'
+    session.finish()                                       # stop now: keep what was taken ('q' in edge enroll)
 
 A frame gives a sample only when it shows exactly one face that is large
 enough, sharp enough and roughly frontal, of the same person as the first
@@ -60,12 +61,13 @@ class EnrollSettings:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What one frame did: ``accepted`` a sample, or why not (``reason``)."""
+    """What one frame did: ``accepted`` a sample, or why not (``reason``); ``faces`` all faces found."""
 
     accepted: bool
     reason: str
     taken: int
     wanted: int
+    faces: tuple[Face, ...] = ()
 
 
 @dataclass
@@ -83,16 +85,21 @@ class EnrollmentSession:
         if self.state == "collecting" and now - self.started_at > self.settings.timeout:
             self.state = "timed_out"
         if self.state != "collecting":
-            return self._verdict(False, self.state)
+            return self._verdict(False, self.state, faces)
         sharpness = None if crop is None else laplacian_variance(crop)
         reason = self._rejection(faces, sharpness, embedding)
         if reason:
-            return self._verdict(False, reason)
+            return self._verdict(False, reason, faces)
         self.embeddings.append(embedding)
         self.qualities.append(sharpness)
         if len(self.embeddings) >= self.settings.samples:
             self.state = "complete"
-        return self._verdict(True, "sample taken")
+        return self._verdict(True, "sample taken", faces)
+
+    def finish(self) -> None:
+        """End collecting now: 'complete' with the samples taken so far, or 'stopped' when there are none."""
+        if self.state == "collecting":
+            self.state = "complete" if self.embeddings else "stopped"
 
     def _rejection(self, faces: list[Face], sharpness: float | None, embedding: np.ndarray | None) -> str | None:
         s = self.settings
@@ -115,8 +122,8 @@ class EnrollmentSession:
                 return "too like a sample already taken: turn your head a little"
         return None
 
-    def _verdict(self, accepted: bool, reason: str) -> Verdict:
-        return Verdict(accepted, reason, len(self.embeddings), self.settings.samples)
+    def _verdict(self, accepted: bool, reason: str, faces: list[Face]) -> Verdict:
+        return Verdict(accepted, reason, len(self.embeddings), self.settings.samples, tuple(faces))
 
 
 def offer_frame(engine: FaceEngine, session: EnrollmentSession, image: np.ndarray, now: float) -> Verdict:
@@ -140,21 +147,25 @@ def collect(
     engine: FaceEngine,
     source: FrameSource,
     session: EnrollmentSession,
-    on_verdict: Callable[[Verdict], None] = lambda verdict: None,
-    cancelled: Callable[[], bool] = lambda: False,
+    watch: Callable[[np.ndarray, Verdict], str | None] = lambda image, verdict: None,
     clock: Callable[[], float] = time.monotonic,
 ) -> str:
-    """Feed frames to ``session`` until it is complete, times out, is cancelled or the source ends.
+    """Feed frames to ``session`` until it is complete, times out, is stopped or cancelled, or the source ends.
 
-    Returns the final state: 'complete', 'timed_out', 'cancelled' or 'source_ended'.
+    ``watch`` sees every frame with its verdict (progress lines, a preview)
+    and may answer 'save' (finish now, keeping the samples taken so far) or
+    'cancel' (store nothing). Returns the final state: 'complete',
+    'timed_out', 'stopped' (saved with no sample), 'cancelled' or 'source_ended'.
     """
     while session.state == "collecting":
-        if cancelled():
-            return "cancelled"
         frame = source.read()
         if frame is None:
             return "source_ended"
-        on_verdict(offer_frame(engine, session, frame.image, clock()))
+        action = watch(frame.image, offer_frame(engine, session, frame.image, clock()))
+        if action == "cancel":
+            return "cancelled"
+        if action == "save":
+            session.finish()
     return session.state
 
 
