@@ -55,7 +55,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             source = opened.enter_context(
                 open_source(args.source or door.source, door.frame_width, door.frame_height, door.folder_fps))
             engine = open_engine(config.recognition)
-            preview = open_preview(args.preview, title=f"edge enroll: {name}")
+            preview = open_preview(args.preview, title=f"edge enroll: {name} (q saves, Esc cancels)")
         except SourceError as exc:
             raise ConfigError(str(exc)) from None
         except PreviewError as exc:
