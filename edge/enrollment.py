@@ -10,9 +10,11 @@ named after the person in them, or both:
       carol.jpg
 
 Each photo contributes one embedding: when building, its only face or its
-largest when that one is clearly the subject (edge.photos, rule "clear");
-when adding to a gallery, its only face (or the largest with --largest). Any
-other photo is skipped with the reason. The gallery stores, per row, the identity, the
+largest when that one is clearly the subject (edge.photos, rule "clear"),
+else the one face that matches the person's clear photos (``pick_by_reference``:
+a group photo in alice's folder enrolls alice, not her friends); when adding
+to a gallery, its only face (or the largest with --largest). Any other photo
+is skipped with the reason. The gallery stores, per row, the identity, the
 photo's path as given, the time added and the detector's face probability
 as the row's quality; nothing else.
 """
@@ -35,7 +37,8 @@ from edge.gallery.errors import GalleryError
 from edge.gallery.store import Gallery
 from edge.imageio import IMAGE_SUFFIXES
 from edge.door.commands import CommandError, validate_name
-from edge.photos import PhotoResult, SubjectRule, embed_photos
+from edge.photos import Candidate, PhotoResult, SubjectRule, embed_photos
+from edge.types import BBox
 
 BATCH_ROWS = 256
 """Rows appended per gallery transaction while building."""
@@ -56,13 +59,31 @@ class Skipped:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Matched:
+    """A photo with several faces from which the face matching the person's other photos was enrolled.
+
+    ``similarity``: cosine similarity of that face to the mean of the person's clear samples.
+    """
+
+    path: str
+    identity: str
+    box: BBox
+    similarity: float
+
+
 @dataclass(slots=True)
 class BuildReport:
-    """What a build enrolled (samples per identity) and what it skipped, and why."""
+    """What a build enrolled (samples per identity) and what it skipped, and why.
+
+    ``matched``: the photos without a clear subject that were enrolled by
+    matching the person's other photos (which face was taken, to check).
+    """
 
     gallery: str
     enrolled: Counter = field(default_factory=Counter)
     skipped: list[Skipped] = field(default_factory=list)
+    matched: list[Matched] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -72,6 +93,8 @@ class BuildReport:
             "samples": sum(self.enrolled.values()),
             "enrolled": dict(sorted(self.enrolled.items())),
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "matched": [{"path": m.path, "name": m.identity, "box": m.box.as_list(), "similarity": round(m.similarity, 4)}
+                        for m in self.matched],
             "seconds": round(self.seconds, 2),
         }
 
@@ -199,17 +222,55 @@ def add_to_gallery(
 def _enroll(gallery: Gallery, photos: list[DatasetPhoto], config: Config, workers: int | None,
             progress: Progress | None, rule: SubjectRule, report: BuildReport) -> None:
     pending: list[tuple[DatasetPhoto, PhotoResult]] = []
+    undecided: list[tuple[DatasetPhoto, PhotoResult]] = []  # several faces: wait for the person's clear photos
+    references: dict[str, list[np.ndarray]] = {}
     results = embed_photos([p.path for p in photos], config.recognition, workers, rule=rule)
     for done, (photo, result) in enumerate(zip(photos, results), start=1):
-        if result.embedding is None:
-            report.skipped.append(Skipped(photo.path, _reason(result)))
-        else:
+        if result.embedding is not None:
             pending.append((photo, result))
+            references.setdefault(photo.identity, []).append(result.embedding)
+        elif result.candidates:
+            undecided.append((photo, result))
+        else:
+            report.skipped.append(Skipped(photo.path, _reason(result)))
         if len(pending) >= BATCH_ROWS:
             _append(gallery, pending, report)
         if progress is not None:
             progress(done, len(photos))
+    threshold = config.recognition.match_threshold
+    for photo, result in undecided:
+        chosen, why = pick_by_reference(result.candidates, references.get(photo.identity, []), threshold)
+        if chosen is None:
+            report.skipped.append(Skipped(photo.path, f"{_reason(result)} ({why})"))
+            continue
+        candidate, similarity = chosen
+        pending.append((photo, PhotoResult(photo.path, candidate.box, candidate.embedding, result.faces_found,
+                                           candidate.score)))
+        report.matched.append(Matched(photo.path, photo.identity, candidate.box, similarity))
     _append(gallery, pending, report)
+
+
+def pick_by_reference(
+    candidates: tuple[Candidate, ...], references: list[np.ndarray], threshold: float
+) -> tuple[tuple[Candidate, float] | None, str]:
+    """The one candidate face that is the person of ``references`` (their clear samples), or why none is.
+
+    A candidate is the person when its cosine similarity to the mean of the
+    references is at least ``threshold`` (the match threshold); exactly one
+    candidate may be. Returns ((candidate, similarity), "") or (None, reason).
+    """
+    if not references:
+        return None, "no clear photo of this person to compare with"
+    centre = np.mean(references, axis=0)
+    centre /= max(float(np.linalg.norm(centre)), 1e-12)
+    similarities = np.stack([c.embedding for c in candidates]) @ centre
+    matching = np.flatnonzero(similarities >= threshold)
+    if len(matching) == 0:
+        return None, "none matches this person's other photos"
+    if len(matching) > 1:
+        return None, f"{len(matching)} match this person's other photos"
+    best = int(matching[0])
+    return (candidates[best], float(similarities[best])), ""
 
 
 def _append(gallery: Gallery, pending: list[tuple[DatasetPhoto, PhotoResult]], report: BuildReport) -> None:

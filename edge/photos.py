@@ -5,9 +5,10 @@ Each photo is loaded, searched for faces and reduced to one face, its subject:
 - ``"main"`` (verification): the face the photo is of, weighing size and
   closeness to the centre (edge.perception.engine.main_face);
 - ``"clear"`` (gallery build): one face alone, or the largest when it is at
-  least CLEAR_SUBJECT_RATIO times the size of the next one; otherwise the
-  photo is skipped, since enrolling a bystander under someone's name would
-  let that bystander in;
+  least CLEAR_SUBJECT_RATIO times the size of the next one; otherwise no
+  subject, since enrolling a bystander under someone's name would let that
+  bystander in, but the faces come back as ``candidates`` so that the
+  build can pick the one that matches the person's other photos;
 - ``"single"`` (gallery add): exactly one face, else skipped;
 - ``"largest"`` (gallery add --largest): the largest face, whatever else is there.
 
@@ -37,11 +38,26 @@ CLEAR_SUBJECT_RATIO = 1.5
 for a photo with several faces to count as a photo of that one person."""
 
 
+MAX_CANDIDATES = 8
+"""Faces of a photo without a clear subject embedded as candidates, largest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One face of a photo whose subject is not clear: its box, detector score and embedding."""
+
+    box: BBox
+    score: float
+    embedding: np.ndarray
+
+
 @dataclass(frozen=True, slots=True)
 class PhotoResult:
     """The subject of one photo, or why there is none (``error``).
 
     ``score``: the detector's face probability (0..1) for the subject.
+    ``candidates``: under the "clear" rule, the faces of a photo with no
+    clear subject (the largest MAX_CANDIDATES).
     """
 
     path: str
@@ -50,6 +66,7 @@ class PhotoResult:
     faces_found: int = 0
     score: float | None = None
     error: str | None = None
+    candidates: tuple[Candidate, ...] = ()
 
 
 def embed_photos(
@@ -96,9 +113,12 @@ def photo_result(engine: FaceEngine, path: str, rule: SubjectRule = "main") -> P
     else:
         face = clear_subject(faces)
         if face is None:
+            largest = sorted(faces, key=lambda f: f.box.size, reverse=True)[:MAX_CANDIDATES]
+            embeddings = engine.embed(image, largest)
             return PhotoResult(
                 path, faces_found=len(faces),
                 error=f"{path}: {len(faces)} faces of similar size; none is clearly the subject",
+                candidates=tuple(Candidate(f.box, f.score, e) for f, e in zip(largest, embeddings)),
             )
     embedding = engine.embed(image, [face])[0]
     return PhotoResult(path, face.box, embedding, len(faces), face.score)

@@ -248,3 +248,49 @@ def test_export_and_import(dataset, tmp_path, capsys):
     Gallery.create(other, "another-model").close()
     code, _, err = run(capsys, "gallery", "import", tmp_path / "people.zip", "--gallery", other)
     assert code == EXIT_USAGE and "exported from model" in err
+
+
+def test_a_group_photo_enrolls_the_face_that_matches_the_persons_other_photos(tmp_path, capsys):
+    root = tmp_path / "people"
+    (root / "obama").mkdir(parents=True)
+    (root / "biden").mkdir()
+    shutil.copy(FACES / "obama.jpg", root / "obama" / "1.jpg")
+    shutil.copy(FACES / "obama2.jpg", root / "obama" / "2.jpg")
+    obama, biden = cv2.imread(str(FACES / "obama3.jpg")), cv2.imread(str(FACES / "biden.jpg"))  # faces of similar size
+    cv2.imwrite(str(root / "obama" / "with_joe.jpg"), side_by_side(biden, obama))  # obama on the right
+    cv2.imwrite(str(root / "biden" / "with_barack.jpg"), side_by_side(biden, obama))  # no clear biden photo
+    gallery_path = tmp_path / "g"
+    code, out, _ = run(capsys, "gallery", "build", root, "--gallery", gallery_path, "--json", "--workers", "1")
+    summary = json.loads(out)
+    assert code == EXIT_INPUT and summary["enrolled"] == {"obama": 3}
+    [matched] = summary["matched"]
+    width = cv2.imread(str(root / "obama" / "with_joe.jpg")).shape[1]
+    assert matched["path"].endswith("with_joe.jpg") and matched["name"] == "obama"
+    assert matched["box"][0] > width / 2 and matched["similarity"] >= RecognitionConfig().match_threshold
+    [skipped] = summary["skipped"]
+    assert skipped["path"].endswith("with_barack.jpg") and "no clear photo of this person" in skipped["reason"]
+
+    gallery = Gallery.open(gallery_path)
+    try:
+        sources = sorted(r.source.rsplit("/", 1)[-1] for r in gallery.row_info())
+        assert sources == ["1.jpg", "2.jpg", "with_joe.jpg"]
+    finally:
+        gallery.close()
+
+
+def test_pick_by_reference_takes_exactly_one_matching_face():
+    from edge.enrollment import pick_by_reference
+    from edge.photos import Candidate
+
+    axes = np.eye(4, dtype=np.float32)
+    person, stranger = axes[0], axes[1]
+    like_person = (0.8 * axes[0] + 0.6 * axes[2]).astype(np.float32)
+
+    def candidates(*vectors):
+        return tuple(Candidate(BBox(0, 0, 10, 10), 0.99, v) for v in vectors)
+
+    chosen, why = pick_by_reference(candidates(stranger, like_person), [person, person], 0.36)
+    assert chosen is not None and chosen[0].embedding is like_person and abs(chosen[1] - 0.8) < 1e-6 and why == ""
+    assert pick_by_reference(candidates(stranger, axes[3]), [person], 0.36) == (None, "none matches this person's other photos")
+    assert pick_by_reference(candidates(person, like_person), [person], 0.36) == (None, "2 match this person's other photos")
+    assert pick_by_reference(candidates(person), [], 0.36)[0] is None

@@ -126,6 +126,9 @@ def _summary(report, as_json: bool) -> int:
     else:
         for name, count in summary["enrolled"].items():
             print(f"enrolled {name}: {count} sample{'s' if count != 1 else ''}")
+        for matched in report.matched:
+            print(f"took {matched.identity} in {matched.path}: the face at {matched.box.as_list(0)} "
+                  f"matches their other photos ({matched.similarity:.2f})")
         for skipped in report.skipped:
             print(f"skipped {skipped.path}: {skipped.reason}")
         print(
