@@ -13,6 +13,9 @@ Each photo is loaded, searched for faces and reduced to one face, its subject:
 - ``"largest"`` (gallery add --largest): the largest face, whatever else is there.
 
 Photos go to worker processes (one engine each, loaded once) in input order.
+A photo in which no face is found is searched once more with a border
+around it (``find_faces``): a tight crop, the face touching the edges, gives
+the detector too little context.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
+import cv2
 import numpy as np
 
 from edge.config import RecognitionConfig, open_engine
@@ -32,6 +36,9 @@ from edge.perception.engine import FaceEngine, main_face
 from edge.types import BBox, Face
 
 SubjectRule = Literal["main", "clear", "single", "largest"]
+
+CROP_BORDER = 0.2
+"""Border added around a photo with no face found, as a fraction of its longer side (each edge)."""
 
 CLEAR_SUBJECT_RATIO = 1.5
 """How many times larger (box side) the largest face must be than the next
@@ -99,7 +106,7 @@ def photo_result(engine: FaceEngine, path: str, rule: SubjectRule = "main") -> P
         image = load_image(path)
     except ImageError as exc:
         return PhotoResult(path, error=str(exc))
-    faces = engine.detect(image)
+    faces = find_faces(engine, image)
     if not faces:
         return PhotoResult(path, error=f"{path}: no face found")
     if rule == "main":
@@ -122,6 +129,17 @@ def photo_result(engine: FaceEngine, path: str, rule: SubjectRule = "main") -> P
             )
     embedding = engine.embed(image, [face])[0]
     return PhotoResult(path, face.box, embedding, len(faces), face.score)
+
+
+def find_faces(engine: FaceEngine, image: np.ndarray) -> list[Face]:
+    """The faces of a photo, most confident first, in its pixels; a photo
+    with none is searched again inside a replicated border of CROP_BORDER."""
+    faces = engine.detect(image)
+    if faces:
+        return faces
+    border = max(1, round(CROP_BORDER * max(image.shape[:2])))
+    framed = cv2.copyMakeBorder(image, border, border, border, border, cv2.BORDER_REPLICATE)
+    return [face.shifted(-border, -border) for face in engine.detect(framed)]
 
 
 def clear_subject(faces: list[Face]) -> Face | None:

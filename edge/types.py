@@ -53,6 +53,10 @@ class BBox:
         """The same box in an image resized by ``factor``."""
         return BBox(self.x1 * factor, self.y1 * factor, self.x2 * factor, self.y2 * factor)
 
+    def shifted(self, dx: float, dy: float) -> BBox:
+        """The same box with the origin moved by (-dx, -dy): (x + dx, y + dy)."""
+        return BBox(self.x1 + dx, self.y1 + dy, self.x2 + dx, self.y2 + dy)
+
     def clipped(self, width: int, height: int) -> BBox:
         """The part of the box inside a ``width`` x ``height`` image."""
         return BBox(
@@ -98,6 +102,10 @@ class Face:
             self.score,
             tuple((x * factor, y * factor) for x, y in self.landmarks),
         )
+
+    def shifted(self, dx: float, dy: float) -> Face:
+        """The same face with every point moved by (dx, dy) (e.g. out of a padded copy of the image)."""
+        return Face(self.box.shifted(dx, dy), self.score, tuple((x + dx, y + dy) for x, y in self.landmarks))
 
     def to_dict(self) -> dict:
         return {

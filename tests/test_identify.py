@@ -96,3 +96,20 @@ def test_find_lists_the_enrolled_photos_of_the_person_best_first(gallery, photos
 
     code, _, err = run(capsys, "find", photos / "d_nobody.png", "--gallery", gallery)
     assert code == EXIT_INPUT and "no face" in err
+
+
+def test_a_tight_face_crop_is_found_inside_a_border(gallery, tmp_path, engine, photo, capsys):
+    from edge.photos import find_faces
+
+    image = photo("obama.jpg")
+    [face] = engine.detect(image)
+    b, margin = face.box, 0.2  # the crop cuts into the face on every side
+    crop = image[round(b.y1 + margin * b.height):round(b.y2 - margin * b.height),
+                 round(b.x1 + margin * b.width):round(b.x2 - margin * b.width)]
+    assert engine.detect(crop) == []
+    [found] = find_faces(engine, crop)
+    x, y = found.landmarks[2]  # the nose, in the crop's own pixels
+    assert 0 < x < crop.shape[1] and 0 < y < crop.shape[0]
+    cv2.imwrite(str(tmp_path / "crop.png"), crop)
+    code, out, _ = run(capsys, "identify", tmp_path / "crop.png", "--gallery", gallery)
+    assert code == EXIT_OK and out.strip() == f"{tmp_path / 'crop.png'},obama"

@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, config: Config) -> int:
     from edge.gallery.search import identify, search
     from edge.gallery.store import Gallery
+    from edge.photos import find_faces
 
     threshold = match_threshold(args.threshold, config)
     if args.k is not None and not 1 <= args.k <= 100:
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 failures += 1
                 _print_error(args.json, path, str(exc))
                 continue
-            faces = engine.detect(image)
+            faces = find_faces(engine, image)
             results = []
             if faces:
                 vectors = engine.embed(image, faces)
