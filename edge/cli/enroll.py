@@ -1,8 +1,8 @@
 """`edge enroll --name NAME`: enroll the person in front of the camera.
 
 Collects --samples good, different samples of the one face in view (see
-edge.door.enroll), then appends them to the gallery. Each frame's verdict
-goes to stderr and, where a display exists, to a preview window (see
+edge.door.enroll), then appends them to the gallery. Each sample taken and
+each change of verdict goes to stderr and, where a display exists, to a preview window (see
 edge.cli.preview). q saves the samples taken so far; Ctrl-C (or Esc in the
 window), a timeout, a failing camera or the end of the source stores nothing.
 """
@@ -64,9 +64,14 @@ def run(args: argparse.Namespace, config: Config) -> int:
         print(f"enrolling {name}: {settings.samples} good samples within {settings.timeout:g} s; {preview.hint}",
               file=sys.stderr, flush=True)
 
+        last_reason = None
+
         def watch(image, verdict) -> str | None:
-            mark = "+" if verdict.accepted else "-"
-            print(f"{mark} {verdict.taken}/{verdict.wanted} {verdict.reason}", file=sys.stderr, flush=True)
+            nonlocal last_reason
+            if verdict.accepted or verdict.reason != last_reason:  # not one line per frame of the same
+                mark = "+" if verdict.accepted else "-"
+                print(f"{mark} {verdict.taken}/{verdict.wanted} {verdict.reason}", file=sys.stderr, flush=True)
+                last_reason = verdict.reason
             return preview.show(image, verdict)
 
         session = EnrollmentSession(name, settings, started_at=time.monotonic())
