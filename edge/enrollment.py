@@ -78,12 +78,14 @@ class BuildReport:
 
     ``matched``: the photos without a clear subject that were enrolled by
     matching the person's other photos (which face was taken, to check).
+    ``notes``: names worth a second look (see ``name_notes``).
     """
 
     gallery: str
     enrolled: Counter = field(default_factory=Counter)
     skipped: list[Skipped] = field(default_factory=list)
     matched: list[Matched] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -95,6 +97,7 @@ class BuildReport:
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "matched": [{"path": m.path, "name": m.identity, "box": m.box.as_list(), "similarity": round(m.similarity, 4)}
                         for m in self.matched],
+            "notes": self.notes,
             "seconds": round(self.seconds, 2),
         }
 
@@ -145,6 +148,36 @@ def scan_person(folder: Path, name: str | None = None) -> tuple[list[DatasetPhot
     return photos, skipped
 
 
+def name_notes(photos: list[DatasetPhoto], enrolled: Counter | None = None) -> list[str]:
+    """What a person should know about the names of ``photos`` before trusting the result.
+
+    A name whose photos come from several places (``alice/`` and
+    ``alice.jpg``) is one person; names that differ only in case are two;
+    a name already in the gallery (``enrolled``: samples per name) gets the
+    new photos added to that person's samples.
+    """
+    enrolled = enrolled or Counter()
+    places: dict[str, set[str]] = {}
+    for photo in photos:
+        places.setdefault(photo.identity, set()).add(str(Path(photo.path).parent))
+    notes = []
+    for name, folders in sorted(places.items()):
+        if len(folders) > 1:
+            notes.append(f"{name}: the photos in {', '.join(sorted(folders))} are enrolled as one person")
+        if enrolled.get(name):
+            count = enrolled[name]
+            notes.append(f"{name} is already enrolled ({count} sample{'s' if count != 1 else ''}): "
+                         "these photos add to them")
+    by_case: dict[str, set[str]] = {}
+    for name in set(places) | set(enrolled):
+        by_case.setdefault(name.casefold(), set()).add(name)
+    for names in sorted(sorted(group) for group in by_case.values() if len(group) > 1):
+        if set(names) & set(places):
+            notes.append(f"{' and '.join(names)} differ only in case and are different people; "
+                         "rename one (edge gallery rename) if they are the same")
+    return notes
+
+
 def _add_named(photos: list[DatasetPhoto], skipped: list[Skipped], raw_name: str, path: Path) -> None:
     try:
         photos.append(DatasetPhoto(validate_name(raw_name), str(path)))
@@ -171,7 +204,7 @@ def build_gallery(
     if gallery_path.exists():
         raise GalleryError(f"{gallery_path} already exists; choose a new path or remove it first")
     photos, skipped = scan_dataset(dataset)
-    report = BuildReport(str(gallery_path), skipped=skipped)
+    report = BuildReport(str(gallery_path), skipped=skipped, notes=name_notes(photos))
     temporary = gallery_path.with_name(f".{gallery_path.name}.building-{uuid.uuid4().hex[:8]}")
     gallery = Gallery.create(temporary, embedding_model_id(config.recognition), dtype=config.gallery.dtype)
     try:
@@ -206,6 +239,7 @@ def add_to_gallery(
     gallery = Gallery.open(gallery_path, embedding_model_id(config.recognition), writable=True, lock_timeout=5.0)
     try:
         enrolled = {(r.identity, r.source) for r in gallery.row_info() if not r.deleted}
+        report.notes = name_notes(photos, Counter(gallery.identities()))
         fresh = []
         for photo in photos:
             if (photo.identity, photo.path) in enrolled:

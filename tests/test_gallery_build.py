@@ -294,3 +294,38 @@ def test_pick_by_reference_takes_exactly_one_matching_face():
     assert pick_by_reference(candidates(stranger, axes[3]), [person], 0.36) == (None, "none matches this person's other photos")
     assert pick_by_reference(candidates(person, like_person), [person], 0.36) == (None, "2 match this person's other photos")
     assert pick_by_reference(candidates(person), [], 0.36)[0] is None
+
+
+def test_names_worth_a_second_look_are_noted(tmp_path):
+    from collections import Counter
+
+    from edge.enrollment import name_notes, scan_dataset
+
+    root = tmp_path / "people"
+    (root / "alice").mkdir(parents=True)
+    for path in (root / "alice" / "1.jpg", root / "alice.jpg", root / "Bob.jpg", root / "bob.png",
+                 root / "Jose\u0301.jpg"):
+        path.write_bytes(b"")  # scanning looks at names only
+    photos, _ = scan_dataset(root)
+    assert {p.identity for p in photos} == {"alice", "Bob", "bob", "Jos\u00e9"}  # NFC, as typed on a keyboard
+    notes = name_notes(photos, Counter({"Jos\u00e9": 2, "ALICE": 1}))
+    assert notes == [
+        "Jos\u00e9 is already enrolled (2 samples): these photos add to them",
+        f"alice: the photos in {root}, {root / 'alice'} are enrolled as one person",
+        "ALICE and alice differ only in case and are different people; rename one (edge gallery rename) if they are the same",
+        "Bob and bob differ only in case and are different people; rename one (edge gallery rename) if they are the same",
+    ]
+    assert name_notes(photos[:1]) == []
+
+
+def test_adding_to_a_person_already_enrolled_says_so(tmp_path, capsys):
+    gallery_path = tmp_path / "g"
+    first = tmp_path / "first"
+    (first / "obama").mkdir(parents=True)
+    shutil.copy(FACES / "obama.jpg", first / "obama" / "1.jpg")
+    assert run(capsys, "gallery", "build", first, "--gallery", gallery_path)[0] == EXIT_OK
+    more = tmp_path / "more" / "obama"
+    more.mkdir(parents=True)
+    shutil.copy(FACES / "obama2.jpg", more / "2.jpg")
+    code, out, _ = run(capsys, "gallery", "add", more, "--gallery", gallery_path)
+    assert code == EXIT_OK and "note: obama is already enrolled (1 sample): these photos add to them" in out

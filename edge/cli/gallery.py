@@ -131,6 +131,8 @@ def _summary(report, as_json: bool) -> int:
                   f"matches their other photos ({matched.similarity:.2f})")
         for skipped in report.skipped:
             print(f"skipped {skipped.path}: {skipped.reason}")
+        for note in report.notes:
+            print(f"note: {note}")
         print(
             f"{summary['gallery']}: {summary['identities']} people, {summary['samples']} samples, "
             f"{len(report.skipped)} files skipped, {summary['seconds']} s"

@@ -102,8 +102,9 @@ def parse_command(subtopic: str, payload: bytes) -> Command:
 
 
 def validate_name(raw: str) -> str:
-    """``raw`` stripped of surrounding whitespace, if it is a valid person name; else ``CommandError``."""
-    name = raw.strip()
+    """``raw`` stripped of surrounding whitespace and in Unicode NFC (so that 'José' typed and 'José'
+    from a macOS file name are one name), if it is a valid person name; else ``CommandError``."""
+    name = unicodedata.normalize("NFC", raw.strip())
     if not name:
         raise CommandError("name is empty")
     if len(name) > MAX_NAME_CHARS:
