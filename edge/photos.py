@@ -46,7 +46,7 @@ for a photo with several faces to count as a photo of that one person."""
 
 
 MAX_CANDIDATES = 8
-"""Faces of a photo without a clear subject embedded as candidates, largest first."""
+"""At most this many faces of a photo without a clear subject are embedded as candidates."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ class PhotoResult:
 
     ``score``: the detector's face probability (0..1) for the subject.
     ``candidates``: under the "clear" rule, the faces of a photo with no
-    clear subject (the largest MAX_CANDIDATES).
+    clear subject that are of similar size to its largest (``similar_to_largest``).
     """
 
     path: str
@@ -120,12 +120,12 @@ def photo_result(engine: FaceEngine, path: str, rule: SubjectRule = "main") -> P
     else:
         face = clear_subject(faces)
         if face is None:
-            largest = sorted(faces, key=lambda f: f.box.size, reverse=True)[:MAX_CANDIDATES]
-            embeddings = engine.embed(image, largest)
+            contenders = similar_to_largest(faces)
+            embeddings = engine.embed(image, contenders)
             return PhotoResult(
                 path, faces_found=len(faces),
                 error=f"{path}: {len(faces)} faces of similar size; none is clearly the subject",
-                candidates=tuple(Candidate(f.box, f.score, e) for f, e in zip(largest, embeddings)),
+                candidates=tuple(Candidate(f.box, f.score, e) for f, e in zip(contenders, embeddings)),
             )
     embedding = engine.embed(image, [face])[0]
     return PhotoResult(path, face.box, embedding, len(faces), face.score)
@@ -140,6 +140,12 @@ def find_faces(engine: FaceEngine, image: np.ndarray) -> list[Face]:
     border = max(1, round(CROP_BORDER * max(image.shape[:2])))
     framed = cv2.copyMakeBorder(image, border, border, border, border, cv2.BORDER_REPLICATE)
     return [face.shifted(-border, -border) for face in engine.detect(framed)]
+
+
+def similar_to_largest(faces: list[Face]) -> list[Face]:
+    """The faces within CLEAR_SUBJECT_RATIO of the largest one's size, largest first (at most MAX_CANDIDATES)."""
+    by_size = sorted(faces, key=lambda f: f.box.size, reverse=True)
+    return [f for f in by_size if f.box.size * CLEAR_SUBJECT_RATIO > by_size[0].box.size][:MAX_CANDIDATES]
 
 
 def clear_subject(faces: list[Face]) -> Face | None:

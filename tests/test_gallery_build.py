@@ -329,3 +329,14 @@ def test_adding_to_a_person_already_enrolled_says_so(tmp_path, capsys):
     shutil.copy(FACES / "obama2.jpg", more / "2.jpg")
     code, out, _ = run(capsys, "gallery", "add", more, "--gallery", gallery_path)
     assert code == EXIT_OK and "note: obama is already enrolled (1 sample): these photos add to them" in out
+
+
+def test_candidates_of_a_group_photo_are_the_faces_of_similar_size_to_the_largest():
+    from edge.photos import similar_to_largest
+
+    def face(side):
+        return Face(BBox(0, 0, side, side), 0.99, ((0.0, 0.0),) * 5)
+
+    big, similar, small = face(150), face(120), face(60)
+    assert similar_to_largest([small, similar, big]) == [big, similar]
+    assert similar_to_largest([face(100)] * 12) == [face(100)] * 8
