@@ -152,12 +152,18 @@ def test_remove_and_check(dataset, tmp_path, capsys):
     assert code == EXIT_INPUT and report["ok"] is False and "checksum" in report["problem"]
 
 
-def test_add_and_add_many_grow_an_existing_gallery(tmp_path, capsys):
+def one_photo_of_obama(tmp_path, capsys):
+    """A new gallery at tmp_path/g with one sample: obama.jpg as 'obama'."""
     gallery_path = tmp_path / "g"
     first = tmp_path / "first"
     (first / "obama").mkdir(parents=True)
     shutil.copy(FACES / "obama.jpg", first / "obama" / "1.jpg")
     assert run(capsys, "gallery", "build", first, "--gallery", gallery_path)[0] == EXIT_OK
+    return gallery_path
+
+
+def test_add_and_add_many_grow_an_existing_gallery(tmp_path, capsys):
+    gallery_path = one_photo_of_obama(tmp_path, capsys)
 
     person = tmp_path / "somebody"
     person.mkdir()
@@ -319,11 +325,7 @@ def test_names_worth_a_second_look_are_noted(tmp_path):
 
 
 def test_adding_to_a_person_already_enrolled_says_so(tmp_path, capsys):
-    gallery_path = tmp_path / "g"
-    first = tmp_path / "first"
-    (first / "obama").mkdir(parents=True)
-    shutil.copy(FACES / "obama.jpg", first / "obama" / "1.jpg")
-    assert run(capsys, "gallery", "build", first, "--gallery", gallery_path)[0] == EXIT_OK
+    gallery_path = one_photo_of_obama(tmp_path, capsys)
     more = tmp_path / "more" / "obama"
     more.mkdir(parents=True)
     shutil.copy(FACES / "obama2.jpg", more / "2.jpg")
