@@ -159,11 +159,13 @@ class Enrolling:
                                         cwd=REPO, env=env, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         self.stderr: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
-        for line in self.process.stderr:
-            self.lines.put(line)
+        with self.process.stderr:
+            for line in self.process.stderr:
+                self.lines.put(line)
 
     def wait_for(self, text: str, count: int = 1) -> None:
         seen = 0
@@ -177,7 +179,16 @@ class Enrolling:
             seen += text in line
 
     def finish(self) -> tuple[int, str]:
-        out, _ = self.process.communicate(timeout=WAIT)
+        try:
+            self.process.wait(timeout=WAIT)  # its stdout is one short line: no pipe fills up
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        with self.process.stdout:
+            out = self.process.stdout.read()
+        self._reader.join(timeout=WAIT)
+        while not self.lines.empty():
+            self.stderr.append(self.lines.get())
         return self.process.returncode, out
 
 
