@@ -257,12 +257,12 @@ def _enroll(gallery: Gallery, photos: list[DatasetPhoto], config: Config, worker
             progress: Progress | None, rule: SubjectRule, report: BuildReport) -> None:
     pending: list[tuple[DatasetPhoto, PhotoResult]] = []
     undecided: list[tuple[DatasetPhoto, PhotoResult]] = []  # several faces: wait for the person's clear photos
-    references: dict[str, list[np.ndarray]] = {}
+    sums: dict[str, np.ndarray] = {}  # per person, the sum of their clear samples: its direction is their mean
     results = embed_photos([p.path for p in photos], config.recognition, workers, rule=rule)
     for done, (photo, result) in enumerate(zip(photos, results), start=1):
         if result.embedding is not None:
             pending.append((photo, result))
-            references.setdefault(photo.identity, []).append(result.embedding)
+            sums[photo.identity] = sums.get(photo.identity, 0.0) + result.embedding
         elif result.candidates:
             undecided.append((photo, result))
         else:
@@ -273,7 +273,7 @@ def _enroll(gallery: Gallery, photos: list[DatasetPhoto], config: Config, worker
             progress(done, len(photos))
     threshold = config.recognition.match_threshold
     for photo, result in undecided:
-        chosen, why = pick_by_reference(result.candidates, references.get(photo.identity, []), threshold)
+        chosen, why = pick_by_reference(result.candidates, sums.get(photo.identity), threshold)
         if chosen is None:
             report.skipped.append(Skipped(photo.path, f"{_reason(result)} ({why})"))
             continue
@@ -285,18 +285,19 @@ def _enroll(gallery: Gallery, photos: list[DatasetPhoto], config: Config, worker
 
 
 def pick_by_reference(
-    candidates: tuple[Candidate, ...], references: list[np.ndarray], threshold: float
+    candidates: tuple[Candidate, ...], reference: np.ndarray | None, threshold: float
 ) -> tuple[tuple[Candidate, float] | None, str]:
-    """The one candidate face that is the person of ``references`` (their clear samples), or why none is.
+    """The one candidate face that is the person of ``reference``, or why none is.
 
-    A candidate is the person when its cosine similarity to the mean of the
-    references is at least ``threshold`` (the match threshold); exactly one
-    candidate may be. Returns ((candidate, similarity), "") or (None, reason).
+    ``reference`` is the sum (or mean) of the person's clear samples, None
+    when they have none. A candidate is the person when its cosine
+    similarity to it is at least ``threshold`` (the match threshold);
+    exactly one candidate may be. Returns ((candidate, similarity), "") or
+    (None, reason).
     """
-    if not references:
+    if reference is None:
         return None, "no clear photo of this person to compare with"
-    centre = np.mean(references, axis=0)
-    centre /= max(float(np.linalg.norm(centre)), 1e-12)
+    centre = reference / max(float(np.linalg.norm(reference)), 1e-12)
     similarities = np.stack([c.embedding for c in candidates]) @ centre
     matching = np.flatnonzero(similarities >= threshold)
     if len(matching) == 0:

@@ -118,15 +118,15 @@ def photo_result(engine: FaceEngine, path: str, rule: SubjectRule = "main") -> P
     elif rule == "single":
         face = faces[0]
     else:
-        face = clear_subject(faces)
-        if face is None:
-            contenders = similar_to_largest(faces)
+        contenders = similar_to_largest(faces)
+        if len(contenders) > 1:
             embeddings = engine.embed(image, contenders)
             return PhotoResult(
                 path, faces_found=len(faces),
                 error=f"{path}: {len(faces)} faces of similar size; none is clearly the subject",
                 candidates=tuple(Candidate(f.box, f.score, e) for f, e in zip(contenders, embeddings)),
             )
+        face = contenders[0]
     embedding = engine.embed(image, [face])[0]
     return PhotoResult(path, face.box, embedding, len(faces), face.score)
 
@@ -150,12 +150,8 @@ def similar_to_largest(faces: list[Face]) -> list[Face]:
 
 def clear_subject(faces: list[Face]) -> Face | None:
     """The only face, or the largest if it is CLEAR_SUBJECT_RATIO x the next; else None."""
-    if not faces:
-        return None
-    by_size = sorted(faces, key=lambda f: f.box.size, reverse=True)
-    if len(by_size) == 1 or by_size[0].box.size >= CLEAR_SUBJECT_RATIO * by_size[1].box.size:
-        return by_size[0]
-    return None
+    contenders = similar_to_largest(faces)
+    return contenders[0] if len(contenders) == 1 else None
 
 
 _worker_engine: FaceEngine | None = None  # one engine per worker process, set by _start_worker

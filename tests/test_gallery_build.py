@@ -295,11 +295,11 @@ def test_pick_by_reference_takes_exactly_one_matching_face():
     def candidates(*vectors):
         return tuple(Candidate(BBox(0, 0, 10, 10), 0.99, v) for v in vectors)
 
-    chosen, why = pick_by_reference(candidates(stranger, like_person), [person, person], 0.36)
+    chosen, why = pick_by_reference(candidates(stranger, like_person), person + person, 0.36)
     assert chosen is not None and chosen[0].embedding is like_person and abs(chosen[1] - 0.8) < 1e-6 and why == ""
-    assert pick_by_reference(candidates(stranger, axes[3]), [person], 0.36) == (None, "none matches this person's other photos")
-    assert pick_by_reference(candidates(person, like_person), [person], 0.36) == (None, "2 match this person's other photos")
-    assert pick_by_reference(candidates(person), [], 0.36)[0] is None
+    assert pick_by_reference(candidates(stranger, axes[3]), person, 0.36) == (None, "none matches this person's other photos")
+    assert pick_by_reference(candidates(person, like_person), person, 0.36) == (None, "2 match this person's other photos")
+    assert pick_by_reference(candidates(person), None, 0.36)[0] is None
 
 
 def test_names_worth_a_second_look_are_noted(tmp_path):

@@ -84,9 +84,8 @@ class TerminalKeys:
             raise PreviewError(f"standard input has no file descriptor ({exc})") from None
         if not os.isatty(fd):
             raise PreviewError("standard input is not a terminal")
-        self._fd = fd
+        self._fd, self._termios = fd, termios
         self._saved = termios.tcgetattr(fd)
-        self._restore = lambda: termios.tcsetattr(fd, termios.TCSADRAIN, self._saved)
         tty.setcbreak(fd)
 
     def show(self, image: np.ndarray, verdict: Verdict) -> str | None:
@@ -100,7 +99,7 @@ class TerminalKeys:
         return action
 
     def close(self) -> None:
-        self._restore()
+        self._termios.tcsetattr(self._fd, self._termios.TCSADRAIN, self._saved)
 
 
 class TkWindow:
