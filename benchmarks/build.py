@@ -40,12 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from edge.config import Config
-    from edge.enrollment import build_gallery
+    from edge.enrollment.dataset import build_gallery
 
     env = environment()
     with tempfile.TemporaryDirectory() as work:
         started = time.perf_counter()
-        report = build_gallery(args.lfw, Path(work) / "lfw.gallery", Config(), args.workers)
+        config = Config()
+        report = build_gallery(args.lfw, Path(work) / "lfw.gallery", config.recognition,
+                               dtype=config.gallery.dtype, workers=args.workers)
         seconds = time.perf_counter() - started
         size_mib = sum(f.stat().st_size for f in (Path(work) / "lfw.gallery").iterdir()) / 2**20
     photos = sum(report.enrolled.values()) + len(report.skipped)

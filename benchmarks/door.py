@@ -1,12 +1,12 @@
 """The door loop's throughput and latency, against recognizing every face in every frame.
 
-Scenes are made from the bundled photos (edge.door.demo): 640x480 frames in
+Scenes are made from the bundled photos (edge.demo): 640x480 frames in
 which an enrolled person (Obama) and then a stranger (Biden) walk past,
 with 1 or 3 copies of the visitor per frame, and empty frames between visits.
 Two ways of running the same frames, each in its own process (so peak RSS
 and CPU time are its own):
 
-- ``tracked``: edge.door.runtime.DoorLoop (detect, track, match each track
+- ``tracked``: edge.door.loop.DoorLoop (detect, track, match each track
   until it is decided, decide once per visit);
 - ``every frame``: detect, align, embed and search every face of every frame
   (what the classic webcam scripts do), no tracking or decision.
@@ -42,22 +42,24 @@ MODES = ("tracked", "every frame")
 
 
 def measure(mode: str, faces: int, frames_per_visit: int) -> dict:
-    from edge.config import Config, open_engine
-    from edge.door import demo
-    from edge.door.runtime import DoorLoop
-    from edge.door.sources import FolderSource
-    from edge.enrollment import build_gallery
+    from edge import demo
+    from edge.adapters.camera import FolderSource
+    from edge.config import Config
+    from edge.door.loop import DoorLoop
+    from edge.enrollment.dataset import build_gallery
     from edge.gallery.search import search
     from edge.gallery.store import Gallery
+    from edge.perception.engine import FaceEngine
 
     config = Config()
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        build_gallery(demo.write_dataset(work / "people"), work / "gallery", config, workers=1)
+        build_gallery(demo.write_dataset(work / "people"), work / "gallery", config.recognition,
+                      dtype=config.gallery.dtype, workers=1)
         frames_dir = demo.write_frames(work / "frames", frames_per_visit=frames_per_visit, faces_per_frame=faces)
         visit_starts = [0, frames_per_visit + 30]  # demo.write_frames: each visit, then 30 empty frames
         gallery = Gallery.open(work / "gallery")
-        engine = open_engine(config.recognition)
+        engine = FaceEngine.open(config.recognition)
         with FolderSource(frames_dir) as source:
             frames = []
             while (frame := source.read()) is not None:
@@ -71,11 +73,14 @@ def measure(mode: str, faces: int, frames_per_visit: int) -> dict:
             def publish_state(self, state):
                 pass
 
-            def publish_camera(self, state, detail):
+            def publish_camera(self, status):
+                pass
+
+            def publish_enrollment(self, message):
                 pass
 
         current = [0]
-        loop = DoorLoop(engine, gallery, Recorder(), config_loop_settings(config))
+        loop = DoorLoop(engine, gallery, Recorder(), config.door, config.recognition.match_threshold)
         engine.detect(frames[0].image)  # load-time work (first allocation) is not part of the loop
         started_at: dict[int, float] = {}
         cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -100,16 +105,10 @@ def measure(mode: str, faces: int, frames_per_visit: int) -> dict:
         latencies = []
         for index, at, event in events:
             start = max(s for s in visit_starts if s <= index)
-            latencies.append({"event": event["event_type"], "name": event["name"],
+            latencies.append({"event": event.event_type, "name": event.name,
                               "frames": index - start + 1, "ms": round((at - started_at[start]) * 1000, 1)})
         result["events"] = latencies
     return result
-
-
-def config_loop_settings(config):
-    from edge.door.service import loop_settings
-
-    return loop_settings(config)
 
 
 def main(argv: list[str] | None = None) -> int:

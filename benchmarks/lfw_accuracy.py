@@ -4,7 +4,7 @@ What is measured, per pipeline (each model set, optionally with and without
 flip averaging, plus the OpenCV reference), all in one run:
 
 - every distinct photo named in LFW's pairs.csv is embedded once (main
-  subject: edge.photos.embed_photos on all cores; the reference in a
+  subject: edge.perception.photos.embed_photos on all cores; the reference in a
   process pool too), and each pair scored by cosine similarity;
 - 10-fold accuracy (LFW protocol, see lfw_protocol.py): the threshold that
   is best on nine folds is applied to the tenth; mean and std over folds and
@@ -111,13 +111,15 @@ def read_lfw_pairs(lfw: Path, limit_folds: int | None) -> Pairs:
 def embed_with_engine(lfw: Path, photos: list[str], model_set: str, flip: bool,
                       models_dir: Path | None, workers: int) -> Embedded:
     """Embed the photos with one model set; raises if the set cannot be opened."""
-    from edge.config import RecognitionConfig, open_engine
-    from edge.photos import embed_photos
+    from edge.perception.engine import FaceEngine
+    from edge.perception.photos import embed_photos
+    from edge.perception.settings import EmbedderSettings, RecognitionSettings, RuntimeSettings
 
     # One thread per worker process: the processes use the cores.
-    config = RecognitionConfig(model_set=model_set, flip_average=flip, models_dir=models_dir,
-                               num_threads=min(16, max(1, workers)))
-    open_engine(config)  # fail here, with the engine's own message, rather than in a worker
+    config = RecognitionSettings(model_set=model_set, models_dir=models_dir,
+                                 runtime=RuntimeSettings(num_threads=min(16, max(1, workers))),
+                                 embedder=EmbedderSettings(flip_average=flip))
+    FaceEngine.open(config)  # fail here, with the engine's own message, rather than in a worker
     start = time.perf_counter()
     embeddings, found, errors = {}, {}, {}
     paths = [str(lfw / p) for p in photos]

@@ -1,8 +1,8 @@
-"""Top-k search speed: edge.match.top_k against numpy and faiss, and against the memory.
+"""Top-k search speed: edge.gallery.topk.top_k against numpy and faiss, and against the memory.
 
 For each gallery size (random 128-d unit rows in RAM) and query batch size:
 
-- edge f32 / edge i8: edge.match.top_k on the float32 matrix / on its int8
+- edge f32 / edge i8: edge.gallery.topk.top_k on the float32 matrix / on its int8
   encoding with per-row scales (the gallery's own encoding);
 - numpy: matmul + argpartition + sorting the k found (OpenBLAS, all cores);
 - faiss flat: faiss-cpu IndexFlatIP.search (all cores; skipped if faiss is
@@ -84,7 +84,7 @@ def read_sum_kernel():
     """A numba parallel sum over a float32 array: the reference read stream."""
     from numba import njit, prange
 
-    from edge.match import FASTMATH
+    from edge.gallery.topk import FASTMATH
 
     @njit(parallel=True, fastmath=FASTMATH, cache=True)
     def read_sum(values, chunks):
@@ -154,7 +154,7 @@ def run_size(n, batches, rounds, with_float32, faiss, seed, read_sum, threads) -
     streams = {"i8": as_float_words(codes)}
     if float_rows is not None:
         streams["f32"] = as_float_words(float_rows)
-    from edge.match import top_k
+    from edge.gallery.topk import top_k
 
     for batch in batches:
         queries = queries_near(codes, scales, batch, seed + batch)
@@ -234,7 +234,7 @@ def done_when(results: list[dict], agreement: dict | None) -> list[str]:
 def gallery_timings(n: int, seed: int, rounds: int) -> list[dict]:
     """Build an on-disk gallery of n rows (float32 and int8), then time open and search."""
     from edge.gallery.store import Gallery
-    from edge.match import top_k
+    from edge.gallery.topk import top_k
 
     out = []
     rows = unit_rows(n, seed)

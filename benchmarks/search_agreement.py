@@ -32,10 +32,10 @@ CACHE = Path.home() / ".cache" / "edge"
 
 def embedder_sha256() -> str:
     """The manifest's sha256 of the default model set's embedder: the cache key."""
-    from edge.config import RecognitionConfig
     from edge.perception.modelset import MODEL_SETS, default_models_dir
+    from edge.perception.settings import RecognitionSettings
 
-    config = RecognitionConfig()
+    config = RecognitionSettings()
     models_dir = config.models_dir or default_models_dir()
     manifest = json.loads((models_dir / "manifest.json").read_text())["models"]
     return manifest[f"sface_{MODEL_SETS[config.model_set]['embed']}.tflite"]["sha256"]
@@ -44,7 +44,7 @@ def embedder_sha256() -> str:
 def lfw_embeddings(lfw: Path = LFW, embedder: str = "edge", workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(names (n,), embeddings (n, 128) float32) of every LFW photo where a face was found.
 
-    embedder "edge": edge.photos.embed_photos (MTCNN + SFace, this
+    embedder "edge": edge.perception.photos.embed_photos (MTCNN + SFace, this
     repository's models); "reference": benchmarks/reference.py (OpenCV's
     YuNet + the same SFace weights), for when the edge models are not usable.
     """
@@ -52,11 +52,11 @@ def lfw_embeddings(lfw: Path = LFW, embedder: str = "edge", workers: int | None 
     if not paths:
         raise FileNotFoundError(f"no LFW photos under {lfw}")
     if embedder == "edge":
-        from edge.config import RecognitionConfig
-        from edge.photos import embed_photos
+        from edge.perception.photos import embed_photos
+        from edge.perception.settings import RecognitionSettings
 
         key = embedder_sha256()
-        results = ((r.path, r.embedding) for r in embed_photos(paths, RecognitionConfig(), workers=workers))
+        results = ((r.path, r.embedding) for r in embed_photos(paths, RecognitionSettings(), workers=workers))
     elif embedder == "reference":
         from benchmarks import reference
 
@@ -86,7 +86,7 @@ def lfw_embeddings(lfw: Path = LFW, embedder: str = "edge", workers: int | None 
 def int8_agreement(names: np.ndarray, embeddings: np.ndarray, distractors: int, seed: int = 0) -> dict:
     """Top-1 identity of each query in float32 and int8 galleries: how often they agree."""
     from edge.gallery.fileformat import encode_rows
-    from edge.match import top_k
+    from edge.gallery.topk import top_k
 
     rng = np.random.default_rng(seed)
     noise = rng.standard_normal((distractors, embeddings.shape[1]), dtype=np.float32)

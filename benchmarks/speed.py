@@ -86,12 +86,14 @@ def peak_rss_mib() -> float:
 
 def engine_stages(model_set: str, threads: int, models_dir: Path | None):
     """(one-frame function returning per-stage seconds and the face box, seconds to open)."""
-    from edge.config import RecognitionConfig, open_engine
-    from edge.perception.engine import main_face
+    from edge.perception.engine import FaceEngine
+    from edge.perception.settings import RecognitionSettings, RuntimeSettings
+    from edge.perception.subject import main_face
 
-    config = RecognitionConfig(model_set=model_set, num_threads=threads, models_dir=models_dir)
+    settings = RecognitionSettings(model_set=model_set, models_dir=models_dir,
+                                   runtime=RuntimeSettings(num_threads=threads))
     start = time.perf_counter()
-    engine = open_engine(config)
+    engine = FaceEngine.open(settings)
     opened = time.perf_counter() - start
 
     def one(frame: np.ndarray):

@@ -3,7 +3,7 @@
 Public API (imported lazily, so `import edge` loads nothing heavy):
 
     from edge import FaceEngine, load_image
-    engine = FaceEngine.open(models_dir)          # or edge.config.open_engine(config)
+    engine = FaceEngine.open()                    # or FaceEngine.open(config.recognition)
     image = load_image("photo.jpg")              # (H, W, 3) uint8 BGR
     faces = engine.detect(image)                 # list[Face]: box, score, landmarks
     vectors = engine.embed(image, faces)         # (n, 128) float32, unit length
@@ -17,9 +17,9 @@ from typing import Any
 _EXPORTS = {
     "FaceEngine": "edge.perception.engine",
     "Subject": "edge.perception.engine",
-    "main_face": "edge.perception.engine",
-    "BBox": "edge.types",
-    "Face": "edge.types",
+    "main_face": "edge.perception.subject",
+    "BBox": "edge.faces",
+    "Face": "edge.faces",
     "load_image": "edge.imageio",
     "decode_image": "edge.imageio",
     "ImageError": "edge.imageio",

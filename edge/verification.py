@@ -1,6 +1,6 @@
 """1:1 verification: is the main subject of photo A the same person as that of photo B?
 
-Photos are embedded by edge.photos (in parallel, each distinct photo once
+Photos are embedded by edge.perception.photos (in parallel, each distinct photo once
 however many pairs name it); this module reads pair lists and scores pairs.
 """
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.photos import PhotoResult
+from edge.perception.photos import PhotoResult
+from edge.similarity import is_match
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,4 +57,4 @@ def compare(a: PhotoResult, b: PhotoResult, threshold: float) -> PairResult:
     if a.embedding is None or b.embedding is None:
         return PairResult(a.path, b.path, None, None, a, b)
     similarity = float(np.dot(a.embedding, b.embedding))
-    return PairResult(a.path, b.path, similarity, similarity >= threshold, a, b)
+    return PairResult(a.path, b.path, similarity, is_match(similarity, threshold), a, b)

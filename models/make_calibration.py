@@ -23,9 +23,10 @@ import numpy as np
 
 from edge.imageio import load_image
 from edge.perception.align import align_face
-from edge.perception.detect import DetectorSettings, MtcnnDetector
-from edge.perception.engine import main_face
-from edge.perception.runtime import RuntimeOptions, TfliteModel
+from edge.perception.detect import MtcnnDetector
+from edge.perception.litert import TfliteModel
+from edge.perception.settings import DetectorSettings, RuntimeSettings
+from edge.perception.subject import main_face
 
 log = logging.getLogger("make_calibration")
 
@@ -52,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    options = RuntimeOptions(num_threads=2)
+    options = RuntimeSettings(num_threads=2)
     detector = MtcnnDetector(
         *(TfliteModel(args.models / f"mtcnn_{net}_float32.tflite", options) for net in ("pnet", "rnet", "onet")),
         DetectorSettings(),

@@ -16,9 +16,10 @@ LFW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw"
 
 @pytest.fixture(scope="session")
 def engine():
-    from edge.config import RecognitionConfig, open_engine
+    from edge.perception.engine import FaceEngine
+    from edge.perception.settings import RecognitionSettings
 
-    return open_engine(RecognitionConfig())
+    return FaceEngine.open(RecognitionSettings())
 
 
 @pytest.fixture(scope="session")

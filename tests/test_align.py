@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge.perception.align import TEMPLATE_112, align_face, similarity_transform
-from edge.types import BBox, Face
+from edge.faces import BBox, Face
 
 
 def apply(matrix, points):

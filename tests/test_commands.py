@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge.door.commands import MAX_NAME_CHARS, MAX_PAYLOAD_BYTES, Command, CommandError, parse_command, validate_name
+from edge.adapters.commands import MAX_PAYLOAD_BYTES, Command, CommandError, parse_command
+from edge.names import MAX_NAME_CHARS, InvalidNameError, validate_name
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,7 @@ def test_command_error_is_a_value_error() -> None:
 
 def test_name_length_limit() -> None:
     assert validate_name("x" * MAX_NAME_CHARS) == "x" * MAX_NAME_CHARS
-    with pytest.raises(CommandError, match="at most 64"):
+    with pytest.raises(InvalidNameError, match="at most 64"):
         validate_name("x" * (MAX_NAME_CHARS + 1))
     # The limit applies after stripping.
     assert validate_name(" " + "x" * MAX_NAME_CHARS + " ") == "x" * MAX_NAME_CHARS

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from edge.door.discovery import EVENT_TYPES, Topics, device_block, discovery_messages
+from edge.adapters.discovery import EVENT_TYPES, Topics, device_block, discovery_messages
 
 
 def by_component(messages: list) -> dict:

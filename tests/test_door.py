@@ -10,17 +10,23 @@ import numpy as np
 import pytest
 
 from edge.config import Config, ConfigError
-from edge.door import demo
-from edge.door.runtime import DoorLoop, StdoutPublisher
-from edge.door.sources import Frame, FolderSource, Reconnecting, SourceError, open_source
-from edge.enrollment import build_gallery
+from edge import demo
+from edge.adapters.camera import FolderSource, Reconnecting, SourceError, open_source
+from edge.adapters.settings import CameraSettings
+from edge.adapters.stdout import StdoutPublisher
+from edge.door.loop import DoorLoop
+from edge.door.settings import LoopSettings
+from edge.frames import Frame
+from edge.messages import CameraStatus, State
+from edge.perception.settings import RecognitionSettings
+from edge.enrollment.dataset import build_gallery
 from edge.gallery.store import Gallery
 
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     work = tmp_path_factory.mktemp("door")
-    build_gallery(demo.write_dataset(work / "people"), work / "gallery", Config(), workers=1)
+    build_gallery(demo.write_dataset(work / "people"), work / "gallery", RecognitionSettings(), workers=1)
     return work / "gallery", demo.write_frames(work / "frames")
 
 
@@ -35,8 +41,8 @@ class RecordingPublisher(StdoutPublisher):
     def publish_state(self, state):
         self.states.append(state)
 
-    def publish_camera(self, state, detail):
-        self.cameras.append((state, detail))
+    def publish_camera(self, status):
+        self.cameras.append(status)
 
 
 def test_enrolled_visitor_is_recognized_once_and_a_stranger_is_unknown(scene, engine):
@@ -44,7 +50,7 @@ def test_enrolled_visitor_is_recognized_once_and_a_stranger_is_unknown(scene, en
     publisher = RecordingPublisher()
     gallery = Gallery.open(gallery_path)
     try:
-        loop = DoorLoop(engine, gallery, publisher, device="door1", camera="test")
+        loop = DoorLoop(engine, gallery, publisher, LoopSettings(device_id="door1"), 0.36, camera="test")
         with FolderSource(frames) as source:
             assert loop.run(source) == len(list(frames.iterdir()))
     finally:
@@ -58,20 +64,20 @@ def test_enrolled_visitor_is_recognized_once_and_a_stranger_is_unknown(scene, en
     assert "T" in recognized["timestamp"] and recognized["timestamp"][-6] in "+-"
     assert len(recognized["box"]) == 4
     # 'who is here' went from nobody to obama and back to nobody when he left
-    present = [s["present"] for s in publisher.states]
-    assert present[0] == [] and ["obama"] in present and present[-1] == []
-    assert publisher.states[-1]["last_person"] == "obama"
+    present = [s.present for s in publisher.states]
+    assert present[0] == () and ("obama",) in present and present[-1] == ()
+    assert publisher.states[-1].last_person == "obama"
 
 
 def test_everyone_is_a_stranger_to_an_empty_gallery(scene, engine, tmp_path):
-    from edge.config import RecognitionConfig, embedding_model_id
+    from edge.perception.modelset import embedding_model_id
 
     _, frames = scene
-    gallery = Gallery.create(tmp_path / "empty", embedding_model_id(RecognitionConfig()))
+    gallery = Gallery.create(tmp_path / "empty", embedding_model_id(RecognitionSettings()))
     publisher = RecordingPublisher()
     try:
         with FolderSource(frames) as source:
-            DoorLoop(engine, gallery, publisher).run(source)
+            DoorLoop(engine, gallery, publisher, LoopSettings(), 0.36).run(source)
     finally:
         gallery.close()
     assert [(e["event_type"], e["name"]) for e in publisher.events()] == [("unknown", None), ("unknown", None)]
@@ -91,13 +97,13 @@ def test_folder_source_reads_images_in_name_order_and_skips_unreadable_files(tmp
 
 
 def test_sources_by_spec_and_clear_errors(tmp_path):
-    assert isinstance(open_source(str(tmp_path)), FolderSource)
+    assert isinstance(open_source(CameraSettings(source=str(tmp_path))), FolderSource)
     with pytest.raises(SourceError, match="no such folder"):
-        open_source(str(tmp_path / "missing"))
+        open_source(CameraSettings(source=str(tmp_path / "missing")))
     with pytest.raises(SourceError, match="no images"):
         FolderSource(tmp_path).__enter__()
     with pytest.raises(SourceError, match="cannot open"):
-        open_source("rtsp://user:secret@127.0.0.1:1/none").__enter__()
+        open_source(CameraSettings(source="rtsp://user:secret@127.0.0.1:1/none")).__enter__()
 
 
 class FlakyCamera:
@@ -134,7 +140,7 @@ class FlakyCamera:
 def test_a_camera_that_disappears_is_reopened_with_growing_waits_and_its_state_reported():
     camera = FlakyCamera(open_failures=3, frames_per_life=2, lives=3)
     waits, states = [], []
-    with Reconnecting(camera, lambda s, d: states.append(s), first_delay=1, max_delay=3, sleep=waits.append) as source:
+    with Reconnecting(camera, lambda s: states.append("online" if s.online else "offline"), first_delay=1, max_delay=3, sleep=waits.append) as source:
         frames = []
         while (frame := source.read()) is not None:
             frames.append(frame.index)
@@ -159,21 +165,21 @@ def test_validate_config(tmp_path, capsys, monkeypatch):
     from edge.cli import main
 
     good = tmp_path / "good.toml"
-    good.write_text('[mqtt]\nhost = "broker"\npassword = "${EDGE_TEST_PASSWORD}"\n[door]\ndevice_id = "front"\n')
+    good.write_text('[mqtt]\nhost = "broker"\nusername = "edge"\npassword = "${EDGE_TEST_PASSWORD}"\n[door]\ndevice_id = "front"\n')
     monkeypatch.setenv("EDGE_TEST_PASSWORD", "hunter2")
     assert main(["validate-config", str(good)]) == 0
     out = capsys.readouterr().out
     assert "valid" in out and "hunter2" not in out and '"device_id": "front"' in out
     bad = tmp_path / "bad.toml"
-    bad.write_text("[door]\nmin_agreeing = 9\nwindow = 5\n")
+    bad.write_text("[door.decision]\nmin_agreeing = 9\nwindow = 5\n")
     assert main(["validate-config", str(bad)]) == 2
     assert "min_agreeing" in capsys.readouterr().err
     with pytest.raises(ConfigError):
-        Config().with_overrides(door={"cooldown": -1})
+        Config().with_overrides(door={"detect_every": 0})
 
 
 def test_camera_state_rides_in_the_retained_state_message():
-    from edge.door.service import MqttPublisher
+    from edge.service import MqttPublisher
 
     class Link:
         def __init__(self):
@@ -183,10 +189,9 @@ def test_camera_state_rides_in_the_retained_state_message():
             self.states.append(state)
 
     link = Link()
-    publisher = MqttPublisher(link)
-    publisher.publish_state({"present": ["obama"], "known_present": True, "last_person": "obama"})
-    publisher.publish_camera("offline", "camera unplugged")
-    assert link.states[-1] == {"present": ["obama"], "known_present": True, "last_person": "obama",
-                               "camera_online": False, "camera_detail": "camera unplugged"}
-    publisher.publish_camera("online", "")
-    assert link.states[-1]["camera_online"] is True and link.states[-1]["present"] == ["obama"]
+    publisher = MqttPublisher(link, "door", "cam")
+    publisher.publish_state(State(("obama",), "obama", "door", "cam"))
+    publisher.publish_camera(CameraStatus(False, "camera unplugged"))
+    assert link.states[-1] == State(("obama",), "obama", "door", "cam", False, "camera unplugged")
+    publisher.publish_camera(CameraStatus(True))
+    assert link.states[-1].camera_online is True and link.states[-1].present == ("obama",)

@@ -7,14 +7,15 @@ import time
 
 import pytest
 
-from edge.config import RecognitionConfig, embedding_model_id
-from edge.door import demo
-from edge.door.button import EnrollButton
-from edge.door.commands import Command
-from edge.door.enroll import DoorEnrollment, EnrollSettings
-from edge.door.runtime import DoorLoop
-from edge.door.service import CommandHandler
-from edge.door.sources import FolderSource
+from edge.perception.modelset import embedding_model_id
+from edge.perception.settings import RecognitionSettings
+from edge import demo
+from edge.adapters.gpio import EnrollButton
+from edge.adapters.commands import Command
+from edge.enrollment.session import DoorEnrollment, EnrollSettings
+from edge.door.loop import DoorLoop
+from edge.service import CommandHandler
+from edge.adapters.camera import FolderSource
 from edge.gallery.store import Gallery
 
 MockFactory = pytest.importorskip("gpiozero.pins.mock").MockFactory
@@ -44,7 +45,7 @@ def frames(folder, *shots):
 
 @pytest.fixture
 def door(tmp_path, engine):
-    model_id = embedding_model_id(RecognitionConfig())
+    model_id = embedding_model_id(RecognitionSettings())
     path = tmp_path / "g"
     Gallery.create(path, model_id).close()
     gallery = Gallery.open(path, model_id)
@@ -127,7 +128,7 @@ def test_mqtt_commands_name_start_and_time_out(door, tmp_path):
 
 
 def test_light_blinks_while_enrolling_and_stays_lit_when_saved():
-    from edge.door.button import EnrollLight
+    from edge.adapters.gpio import EnrollLight
 
     factory = MockFactory()
     light = EnrollLight(27, saved_seconds=0.5, pin_factory=factory)

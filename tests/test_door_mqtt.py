@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from broker import TIMEOUT, Mosquitto, Observer, mosquitto_binary
-from edge.door import demo
+from edge import demo
+
+pytestmark = pytest.mark.slow  # a broker and edge subprocesses
 
 
 @pytest.fixture

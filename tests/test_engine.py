@@ -8,7 +8,7 @@ import pytest
 
 from conftest import side_by_side
 from edge.perception.engine import main_face
-from edge.types import BBox, Face
+from edge.faces import BBox, Face
 
 
 def test_finds_the_one_face_in_a_portrait(engine, photo):

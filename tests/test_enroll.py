@@ -9,11 +9,12 @@ import pytest
 
 from edge.cli import main
 from edge.cli.common import EXIT_INPUT, EXIT_OK, EXIT_USAGE
-from edge.config import RecognitionConfig, embedding_model_id
-from edge.door import demo
-from edge.door.enroll import EnrollmentSession, EnrollSettings, turn
+from edge.perception.modelset import embedding_model_id
+from edge.perception.settings import RecognitionSettings
+from edge import demo
+from edge.enrollment.session import EnrollmentSession, EnrollSettings, turn
 from edge.gallery.store import Gallery
-from edge.types import BBox, Face
+from edge.faces import BBox, Face
 
 
 def scene(folder, *shots):
@@ -24,7 +25,7 @@ def scene(folder, *shots):
 @pytest.fixture
 def gallery(tmp_path):
     path = tmp_path / "g"
-    Gallery.create(path, embedding_model_id(RecognitionConfig())).close()
+    Gallery.create(path, embedding_model_id(RecognitionSettings())).close()
     return path
 
 

@@ -23,12 +23,13 @@ from display import VirtualDisplay, required_binary
 from edge.cli import main
 from edge.cli.common import EXIT_INPUT, EXIT_OK, EXIT_USAGE
 from edge.cli.preview import ACCEPTED_BGR, REJECTED_BGR, TerminalKeys, TkWindow, annotate
-from edge.config import RecognitionConfig, embedding_model_id
-from edge.door import demo
-from edge.door.enroll import EnrollmentSession, EnrollSettings, Verdict, collect
-from edge.door.sources import FolderSource
+from edge.perception.modelset import embedding_model_id
+from edge.perception.settings import RecognitionSettings
+from edge import demo
+from edge.enrollment.session import EnrollmentSession, EnrollSettings, Verdict, collect
+from edge.adapters.camera import FolderSource
 from edge.gallery.store import Gallery
-from edge.types import BBox, Face
+from edge.faces import BBox, Face
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT = 120.0
@@ -38,7 +39,7 @@ WAIT = 120.0
 @pytest.fixture
 def gallery(tmp_path):
     path = tmp_path / "g"
-    Gallery.create(path, embedding_model_id(RecognitionConfig())).close()
+    Gallery.create(path, embedding_model_id(RecognitionSettings())).close()
     return path
 
 

@@ -12,11 +12,13 @@ import pytest
 from conftest import FACES, side_by_side
 from edge.cli import main
 from edge.cli.common import EXIT_INPUT, EXIT_OK, EXIT_USAGE
-from edge.config import Config, RecognitionConfig, embedding_model_id
+from edge.config import Config
+from edge.perception.modelset import embedding_model_id
+from edge.perception.settings import RecognitionSettings
 from edge.gallery.fileformat import HEADER_SIZE
 from edge.gallery.store import Gallery
-from edge.photos import clear_subject
-from edge.types import BBox, Face
+from edge.perception.photos import clear_subject
+from edge.faces import BBox, Face
 
 
 def run(capsys, *argv):
@@ -59,7 +61,7 @@ def test_build_enrolls_usable_photos_and_says_why_others_were_skipped(dataset, t
     assert "not an image" in reasons["readme.md"]
     assert "photos" in err  # progress on stderr
 
-    gallery = Gallery.open(gallery_path, model_id=embedding_model_id(RecognitionConfig()))
+    gallery = Gallery.open(gallery_path, model_id=embedding_model_id(RecognitionSettings()))
     try:
         rows = gallery.row_info()
         assert sorted(r.identity for r in rows) == ["biden", "joe", "obama", "obama"]
@@ -73,11 +75,11 @@ def test_build_enrolls_usable_photos_and_says_why_others_were_skipped(dataset, t
 
 
 def test_built_gallery_identifies_a_new_photo_of_an_enrolled_person(dataset, tmp_path, engine, photo):
-    from edge.enrollment import build_gallery
+    from edge.enrollment.dataset import build_gallery
     from edge.gallery.search import identify
 
     gallery_path = tmp_path / "g"
-    build_gallery(dataset, gallery_path, Config(), workers=1)
+    build_gallery(dataset, gallery_path, RecognitionSettings(), workers=1)
     image = photo("obama3.jpg")
     query = engine.subject(image).embedding
     gallery = Gallery.open(gallery_path)
@@ -109,7 +111,7 @@ def test_an_interrupted_build_leaves_no_gallery(dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(enrollment, "BATCH_ROWS", 1)
     monkeypatch.setattr(enrollment.Gallery, "append", fail)
     with pytest.raises(KeyboardInterrupt):
-        enrollment.build_gallery(dataset, tmp_path / "g", Config(), workers=1)
+        enrollment.build_gallery(dataset, tmp_path / "g", RecognitionSettings(), workers=1)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -130,10 +132,10 @@ def test_clear_subject_needs_one_face_well_above_the_rest():
 
 
 def test_remove_and_check(dataset, tmp_path, capsys):
-    from edge.enrollment import build_gallery
+    from edge.enrollment.dataset import build_gallery
 
     gallery_path = tmp_path / "g"
-    build_gallery(dataset, gallery_path, Config(), workers=1)
+    build_gallery(dataset, gallery_path, RecognitionSettings(), workers=1)
     code, out, _ = run(capsys, "gallery", "check", gallery_path)
     assert code == EXIT_OK and "ok, 4 rows verified" in out
     code, out, _ = run(capsys, "gallery", "remove", "biden", "--gallery", gallery_path, "--compact")
@@ -208,10 +210,10 @@ def _config(tmp_path, recognition_line):
 
 
 def test_rename(dataset, tmp_path, capsys):
-    from edge.enrollment import build_gallery
+    from edge.enrollment.dataset import build_gallery
 
     gallery_path = tmp_path / "g"
-    build_gallery(dataset, gallery_path, Config(), workers=1)
+    build_gallery(dataset, gallery_path, RecognitionSettings(), workers=1)
     code, out, _ = run(capsys, "gallery", "rename", "joe", "Joe Biden", "--gallery", gallery_path)
     assert code == EXIT_OK and "renamed joe to Joe Biden: 1 sample" in out
     code, _, err = run(capsys, "gallery", "rename", "Joe Biden", "obama", "--gallery", gallery_path)
@@ -226,10 +228,10 @@ def test_rename(dataset, tmp_path, capsys):
 
 
 def test_export_and_import(dataset, tmp_path, capsys):
-    from edge.enrollment import build_gallery
+    from edge.enrollment.dataset import build_gallery
 
     source = tmp_path / "g"
-    build_gallery(dataset, source, Config(), workers=1)
+    build_gallery(dataset, source, RecognitionSettings(), workers=1)
     run(capsys, "gallery", "remove", "biden", "--gallery", source)
     code, out, _ = run(capsys, "gallery", "export", tmp_path / "people.zip", "--gallery", source)
     assert code == EXIT_OK and "exported 3 samples" in out
@@ -272,7 +274,7 @@ def test_a_group_photo_enrolls_the_face_that_matches_the_persons_other_photos(tm
     [matched] = summary["matched"]
     width = cv2.imread(str(root / "obama" / "with_joe.jpg")).shape[1]
     assert matched["path"].endswith("with_joe.jpg") and matched["name"] == "obama"
-    assert matched["box"][0] > width / 2 and matched["similarity"] >= RecognitionConfig().match_threshold
+    assert matched["box"][0] > width / 2 and matched["similarity"] >= RecognitionSettings().match_threshold
     [skipped] = summary["skipped"]
     assert skipped["path"].endswith("with_barack.jpg") and "no clear photo of this person" in skipped["reason"]
 
@@ -285,8 +287,8 @@ def test_a_group_photo_enrolls_the_face_that_matches_the_persons_other_photos(tm
 
 
 def test_pick_by_reference_takes_exactly_one_matching_face():
-    from edge.enrollment import pick_by_reference
-    from edge.photos import Candidate
+    from edge.enrollment.dataset import pick_by_reference
+    from edge.perception.photos import Candidate
 
     axes = np.eye(4, dtype=np.float32)
     person, stranger = axes[0], axes[1]
@@ -305,7 +307,7 @@ def test_pick_by_reference_takes_exactly_one_matching_face():
 def test_names_worth_a_second_look_are_noted(tmp_path):
     from collections import Counter
 
-    from edge.enrollment import name_notes, scan_dataset
+    from edge.enrollment.dataset import name_notes, scan_dataset
 
     root = tmp_path / "people"
     (root / "alice").mkdir(parents=True)
@@ -334,7 +336,7 @@ def test_adding_to_a_person_already_enrolled_says_so(tmp_path, capsys):
 
 
 def test_candidates_of_a_group_photo_are_the_faces_of_similar_size_to_the_largest():
-    from edge.photos import similar_to_largest
+    from edge.perception.photos import similar_to_largest
 
     def face(side):
         return Face(BBox(0, 0, side, side), 0.99, ((0.0, 0.0),) * 5)

@@ -24,6 +24,8 @@ from edge.gallery.store import Gallery
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "sha256:crash-test"
 
+pytestmark = pytest.mark.slow  # kills writer subprocesses in a loop
+
 WRITER = r"""
 import random, sys
 import numpy as np

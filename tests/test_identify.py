@@ -13,14 +13,14 @@ from conftest import FACES, side_by_side
 from edge.cli import main
 from edge.cli.common import EXIT_INPUT, EXIT_OK, EXIT_USAGE
 from edge.config import Config
-from edge.door import demo
-from edge.enrollment import build_gallery
+from edge import demo
+from edge.enrollment.dataset import build_gallery
 
 
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory):
     work = tmp_path_factory.mktemp("identify")
-    build_gallery(demo.write_dataset(work / "people"), work / "gallery", Config(), workers=1)  # obama only
+    build_gallery(demo.write_dataset(work / "people"), work / "gallery", RecognitionSettings(), workers=1)  # obama only
     return work / "gallery"
 
 
@@ -99,7 +99,7 @@ def test_find_lists_the_enrolled_photos_of_the_person_best_first(gallery, photos
 
 
 def test_a_tight_face_crop_is_found_inside_a_border(gallery, tmp_path, engine, photo, capsys):
-    from edge.photos import find_faces
+    from edge.perception.photos import find_faces
 
     image = photo("obama.jpg")
     [face] = engine.detect(image)

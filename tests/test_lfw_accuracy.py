@@ -10,17 +10,19 @@ import csv
 
 import pytest
 
-from edge.config import RecognitionConfig
-from edge.photos import embed_photos
+from edge.perception.settings import RecognitionSettings
+from edge.perception.photos import embed_photos
 
 FOLD_SIZE = 600
+
+pytestmark = pytest.mark.slow  # reads LFW
 
 
 @pytest.mark.lfw
 def test_first_fold_accuracy_at_the_default_threshold(lfw):
     with open(lfw / "pairs.csv", newline="") as f:
         rows = list(csv.DictReader(f))[:FOLD_SIZE]
-    config = RecognitionConfig()
+    config = RecognitionSettings()
     paths = sorted({str(lfw / r[k]) for r in rows for k in ("path_a", "path_b")})
     photos = dict(zip(paths, embed_photos(paths, config)))
     correct = 0

@@ -11,7 +11,7 @@ import pytest
 from edge.perception.detect import DetectorSettings, MtcnnDetector
 from edge.perception.embed import Embedder
 from edge.perception.modelset import MODEL_SETS, default_models_dir, model_files
-from edge.perception.runtime import DelegateError, ModelError, RuntimeOptions, TfliteModel
+from edge.perception.litert import DelegateError, ModelError, RuntimeOptions, TfliteModel
 
 MODELS = default_models_dir()
 
@@ -86,7 +86,7 @@ def test_required_delegate_that_cannot_load_fails():
 
 
 def test_edgetpu_build_is_preferred_when_present(tmp_path):
-    from edge.perception.runtime import resolve_model_file
+    from edge.perception.litert import resolve_model_file
 
     plain = tmp_path / "sface_int8.tflite"
     compiled = tmp_path / "sface_int8_edgetpu.tflite"

@@ -22,8 +22,8 @@ paho = pytest.importorskip("paho.mqtt.client")
 
 from broker import TIMEOUT, Mosquitto, Observer, free_port, mosquitto_binary  # noqa: E402
 
-from edge.door.commands import Command, CommandError  # noqa: E402
-from edge.door.mqtt import MqttLink, MqttSettings, make_event  # noqa: E402
+from edge.adapters.commands import Command, CommandError  # noqa: E402
+from edge.adapters.mqtt import MqttLink, MqttSettings, make_event  # noqa: E402
 
 DEVICE = "door1"
 BASE = f"edge/{DEVICE}"
@@ -159,7 +159,7 @@ def test_discovery_sent_again_when_home_assistant_comes_online(make_link, observ
 
 _LINK_PROCESS = """
 import sys, time
-from edge.door.mqtt import MqttLink, MqttSettings
+from edge.adapters.mqtt import MqttLink, MqttSettings
 settings = MqttSettings(host="127.0.0.1", port=int(sys.argv[1]), device_id="killed", keepalive=2)
 link = MqttLink(settings, lambda command: None)
 link.start()
@@ -465,5 +465,5 @@ def test_make_event() -> None:
 
 
 def test_importing_the_link_does_not_import_paho() -> None:
-    code = "import sys, edge, edge.door.mqtt; assert 'paho' not in sys.modules, 'paho imported'"
+    code = "import sys, edge, edge.adapters.mqtt; assert 'paho' not in sys.modules, 'paho imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge.door.settings import TrackerSettings
 from edge.door.tracking import Track, Tracker
-from edge.types import BBox
+from edge.faces import BBox
 
 
 def box(x, y, side=100.0):
@@ -17,7 +18,7 @@ def ids(step):
 
 
 def test_a_slowly_moving_box_keeps_its_id():
-    tracker = Tracker()
+    tracker = Tracker(TrackerSettings())
     seen = [ids(tracker.update([box(100 + 5 * i, 50 + 3 * i)], now=0.1 * i)) for i in range(20)]
     assert seen == [[1]] * 20
     (track,) = tracker.live
@@ -25,14 +26,14 @@ def test_a_slowly_moving_box_keeps_its_id():
 
 
 def test_two_separated_boxes_get_two_ids_in_box_order():
-    tracker = Tracker()
+    tracker = Tracker(TrackerSettings())
     assert ids(tracker.update([box(0, 0), box(400, 0)], now=0.0)) == [1, 2]
     # Same faces, listed the other way round: each keeps its own id.
     assert ids(tracker.update([box(405, 0), box(5, 0)], now=0.1)) == [2, 1]
 
 
 def test_a_gap_longer_than_max_gap_ends_the_track_and_starts_a_new_id():
-    tracker = Tracker(max_gap=1.0)
+    tracker = Tracker(TrackerSettings(gap=1.0))
     tracker.update([box(0, 0)], now=0.0)
     assert tracker.update([], now=0.9).ended == []
     step = tracker.update([box(0, 0)], now=1.5)
@@ -42,14 +43,14 @@ def test_a_gap_longer_than_max_gap_ends_the_track_and_starts_a_new_id():
 
 
 def test_a_gap_within_max_gap_keeps_the_id():
-    tracker = Tracker(max_gap=1.0)
+    tracker = Tracker(TrackerSettings(gap=1.0))
     tracker.update([box(0, 0)], now=0.0)
     step = tracker.update([box(2, 2)], now=1.0)
     assert ids(step) == [1] and step.ended == []
 
 
 def test_an_empty_frame_reports_ended_tracks_once():
-    tracker = Tracker(max_gap=0.5)
+    tracker = Tracker(TrackerSettings(gap=0.5))
     tracker.update([box(0, 0), box(400, 0)], now=0.0)
     tracker.update([box(400, 0)], now=0.4)
     assert tracker.update([], now=0.6).ended == [1]
@@ -59,7 +60,7 @@ def test_an_empty_frame_reports_ended_tracks_once():
 
 
 def test_greedy_assignment_gives_the_track_to_the_box_that_overlaps_it_most():
-    tracker = Tracker(iou_threshold=0.3)
+    tracker = Tracker(TrackerSettings(iou=0.3))
     tracker.update([box(0, 0)], now=0.0)
     far, near = box(40, 0), box(10, 0)  # both overlap track 1 enough; the nearer one wins
     assert box(0, 0).iou(far) >= 0.3 and box(0, 0).iou(near) > box(0, 0).iou(far)
@@ -67,22 +68,22 @@ def test_greedy_assignment_gives_the_track_to_the_box_that_overlaps_it_most():
 
 
 def test_overlap_below_the_threshold_starts_a_new_track():
-    tracker = Tracker(iou_threshold=0.5)
+    tracker = Tracker(TrackerSettings(iou=0.5))
     tracker.update([box(0, 0)], now=0.0)
     assert ids(tracker.update([box(60, 0)], now=0.1)) == [2]  # IoU 0.25
 
 
 def test_ids_are_never_reused():
-    tracker = Tracker(max_gap=0.0)
+    tracker = Tracker(TrackerSettings(gap=0.0))
     got = [ids(tracker.update([box(0, 0)], now=float(t)))[0] for t in range(5)]
     assert got == [1, 2, 3, 4, 5]
 
 
-@pytest.mark.parametrize("kwargs", [{"iou_threshold": 0.0}, {"iou_threshold": 1.5}, {"max_gap": -1.0},
-                                    {"max_gap": float("inf")}, {"iou_threshold": float("nan")}])
+@pytest.mark.parametrize("kwargs", [{"iou": 0.0}, {"iou": 1.5}, {"gap": -1.0},
+                                    {"gap": float("inf")}, {"iou": float("nan")}])
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
-        Tracker(**kwargs)
+        TrackerSettings(**kwargs)
 
 
 coordinate = st.floats(0, 300, allow_nan=False)
@@ -92,7 +93,7 @@ boxes = st.builds(lambda x, y, w, h: BBox(x, y, x + w, y + h), coordinate, coord
 
 @given(st.lists(st.lists(boxes, max_size=6), min_size=1, max_size=8))
 def test_no_id_is_given_to_two_boxes_of_one_frame(frames):
-    tracker = Tracker()
+    tracker = Tracker(TrackerSettings())
     for t, frame in enumerate(frames):
         step = tracker.update(frame, now=0.1 * t)
         assert len(step.current) == len(frame)

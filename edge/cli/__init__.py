@@ -2,7 +2,8 @@
 
 Each subcommand is a module here with ``add_arguments(parser)`` and
 ``run(args, config) -> exit status`` (see edge.cli.common), listed in
-``_commands``.
+``_commands``. The shared options (--config, -v) are accepted both before
+and after the subcommand: `edge --config F run` and `edge run --config F`.
 """
 
 from __future__ import annotations
@@ -15,18 +16,15 @@ from pathlib import Path
 
 from edge.cli.common import EXIT_USAGE
 from edge.config import Config, ConfigError, load_config
-from edge.gallery.errors import GalleryError
-from edge.perception.runtime import DelegateError, ModelError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)
         return args.handler(args, config)
-    except (ConfigError, ModelError, DelegateError, GalleryError) as exc:
+    except _user_errors() as exc:
         print(f"edge: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -34,15 +32,40 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """What a user's config, models, delegate, GPIO, camera or gallery can raise: one line, exit 2."""
+    from edge.adapters.camera import SourceError
+    from edge.adapters.gpio import GpioError
+    from edge.gallery.errors import GalleryError
+    from edge.perception.litert import DelegateError, ModelError
+
+    return ConfigError, ModelError, DelegateError, GalleryError, GpioError, SourceError
+
+
+def _add_shared_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    """--config and -v on ``parser`` and every (sub-)subcommand under it.
+
+    Below the top they default to SUPPRESS, so that a subcommand's parser
+    does not reset what was given before the subcommand.
+    """
+    parser.add_argument("--config", type=Path, default=None if top else argparse.SUPPRESS,
+                        help="TOML config file (default: built-in defaults)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="log progress")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _add_shared_options(sub, top=False)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge", description="Face recognition for the door.")
-    parser.add_argument("--config", type=Path, help="TOML config file (default: built-in defaults)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add_arguments, handler, help_text) in _commands().items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
         add_arguments(sub)
         sub.set_defaults(handler=handler)
+    _add_shared_options(parser, top=True)
     return parser
 
 

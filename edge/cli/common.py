@@ -22,8 +22,10 @@ def gallery_path(given: Path | None, config: Config) -> Path:
 
 
 def match_threshold(given: float | None, config: Config) -> float:
-    """--threshold, else [recognition] match_threshold (cosine similarity, -1..1)."""
-    threshold = config.recognition.match_threshold if given is None else given
-    if not -1.0 <= threshold <= 1.0:
-        raise ConfigError("--threshold must be within -1..1")
-    return threshold
+    """--threshold, else [recognition] match_threshold; checked by the one threshold rule (edge.similarity)."""
+    if given is None:
+        return config.recognition.match_threshold
+    try:
+        return config.with_overrides(recognition={"match_threshold": given}).recognition.match_threshold
+    except ConfigError as exc:
+        raise ConfigError(f"--threshold {given}: must be a cosine similarity within 0..1") from None

@@ -1,7 +1,7 @@
 """`edge enroll --name NAME`: enroll the person in front of the camera.
 
 Collects --samples good, different samples of the one face in view (see
-edge.door.enroll), then appends them to the gallery. Each sample taken and
+edge.enrollment.session), then appends them to the gallery. Each sample taken and
 each change of verdict goes to stderr and, where a display exists, to a preview window (see
 edge.cli.preview). q saves the samples taken so far; Ctrl-C (or Esc in the
 window), a timeout, a failing camera or the end of the source stores nothing.
@@ -18,43 +18,43 @@ from pathlib import Path
 
 from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path
 from edge.cli.preview import PREVIEW_KINDS, PreviewError, open_preview
-from edge.config import Config, ConfigError, embedding_model_id, open_engine
+from edge.config import Config, ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", required=True, help="the person's name")
-    p.add_argument("--source", help="camera, stream, video file or folder (default: [door] source)")
+    p.add_argument("--source", help="camera, stream, video file or folder (default: [camera] source)")
     p.add_argument("--gallery", type=Path, help="default: [gallery] path in the config")
-    p.add_argument("--samples", type=int, default=5, help="good samples to collect (default: %(default)s)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds before giving up (default: %(default)s)")
+    p.add_argument("--samples", type=int, help="good samples to collect (default: [enrollment] samples, 5)")
+    p.add_argument("--timeout", type=float, help="seconds before giving up (default: [enrollment] timeout, 30)")
     p.add_argument("--preview", choices=PREVIEW_KINDS, default="auto",
                    help="window (needs a display), terminal (keys only) or none (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from edge.door.commands import CommandError, validate_name
-    from edge.door.enroll import EnrollmentSession, EnrollSettings, collect, save
-    from edge.door.sources import SourceError, open_source
+    from edge.adapters.camera import SourceError, open_source
+    from edge.enrollment.session import EnrollmentSession, collect, save
     from edge.gallery.store import Gallery
+    from edge.names import InvalidNameError, validate_name
+    from edge.perception.engine import FaceEngine
+    from edge.perception.modelset import embedding_model_id
 
     try:
         name = validate_name(args.name)
-        settings = EnrollSettings(samples=args.samples, timeout=args.timeout,
-                                  min_face_size=config.door.min_face_size,
-                                  min_same_person=config.recognition.match_threshold)
-    except (CommandError, ValueError) as exc:
-        raise ConfigError(str(exc)) from None
+    except InvalidNameError as exc:
+        raise ConfigError(f"--name: {exc}") from None
+    config = config.with_overrides(enrollment={"samples": args.samples, "timeout": args.timeout},
+                                   camera={"source": args.source})
+    settings = config.enrollment
     path = gallery_path(args.gallery, config)
     model_id = embedding_model_id(config.recognition)
     Gallery.open(path, model_id).close()  # fail now, not after the person posed
-    door = config.door
     failure = None
     with ExitStack() as opened:
         try:
-            source = opened.enter_context(
-                open_source(args.source or door.source, door.frame_width, door.frame_height, door.folder_fps))
-            engine = open_engine(config.recognition)
+            source = opened.enter_context(open_source(config.camera))
+            engine = FaceEngine.open(config.recognition)
             preview = open_preview(args.preview, title=f"edge enroll: {name} (q saves, Esc cancels)")
         except SourceError as exc:
             raise ConfigError(str(exc)) from None
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 last_reason = verdict.reason
             return preview.show(image, verdict)
 
-        session = EnrollmentSession(name, settings, started_at=time.monotonic())
+        session = EnrollmentSession(name, settings, config.recognition.match_threshold, started_at=time.monotonic())
         try:
             outcome = collect(engine, source, session, watch)
         except SourceError as exc:

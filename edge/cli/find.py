@@ -13,8 +13,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from edge.similarity import is_match
 from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path, match_threshold
-from edge.config import Config, ConfigError, embedding_model_id, open_engine
+from edge.config import Config, ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,14 +32,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, config: Config) -> int:
     from edge.gallery.search import nearest_samples
     from edge.gallery.store import Gallery
-    from edge.photos import photo_result
+    from edge.perception.engine import FaceEngine
+    from edge.perception.modelset import embedding_model_id
+    from edge.perception.photos import photo_result
 
     threshold = match_threshold(args.threshold, config)
     if not 1 <= args.max <= 10_000:
         raise ConfigError("--max must be 1..10000")
     gallery = Gallery.open(gallery_path(args.gallery, config), model_id=embedding_model_id(config.recognition))
     try:
-        subject = photo_result(open_engine(config.recognition), str(args.image))
+        subject = photo_result(FaceEngine.open(config.recognition), str(args.image))
         if subject.embedding is None:
             print(json.dumps({"path": str(args.image), "error": subject.error}) if args.json else f"edge: {subject.error}",
                   file=sys.stdout if args.json else sys.stderr)
@@ -47,13 +50,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
     finally:
         gallery.close()
     if not args.nearest:
-        found = [m for m in found if m.similarity >= threshold]
+        found = [m for m in found if is_match(m.similarity, threshold)]
     copied = _copy(found, args.copy_to) if args.copy_to else []
     if args.json:
         print(json.dumps({
             "path": str(args.image), "box": subject.box.as_list(), "threshold": threshold,
             "matches": [{"name": m.name, "source": m.source, "similarity": round(m.similarity, 4),
-                         "match": m.similarity >= threshold} for m in found],
+                         "match": is_match(m.similarity, threshold)} for m in found],
             "copied": copied,
         }))
     else:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path
 from edge.config import Config, ConfigError
+from edge.names import InvalidNameError, validate_name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,12 +85,13 @@ def run(args: argparse.Namespace, config: Config) -> int:  # replaced by the act
 
 
 def _build(args: argparse.Namespace, config: Config) -> int:
-    from edge.enrollment import build_gallery
+    from edge.enrollment.dataset import build_gallery
 
     _check_workers(args)
     try:
         report = build_gallery(
-            args.dataset, gallery_path(args.gallery, config), config, args.workers, _ProgressBar(sys.stderr)
+            args.dataset, gallery_path(args.gallery, config), config.recognition, config.gallery.dtype,
+            args.workers, _ProgressBar(sys.stderr),
         )
     except ValueError as exc:  # not a dataset folder
         raise ConfigError(str(exc)) from None
@@ -97,8 +99,7 @@ def _build(args: argparse.Namespace, config: Config) -> int:
 
 
 def _add(args: argparse.Namespace, config: Config) -> int:
-    from edge.door.commands import CommandError, validate_name
-    from edge.enrollment import add_to_gallery, scan_dataset, scan_person
+    from edge.enrollment.dataset import add_to_gallery, scan_dataset, scan_person
 
     _check_workers(args)
     try:
@@ -107,9 +108,9 @@ def _add(args: argparse.Namespace, config: Config) -> int:
             photos, skipped = scan_person(args.folder, name)
         else:
             photos, skipped = scan_dataset(args.folder)
-    except (ValueError, CommandError) as exc:
+    except ValueError as exc:  # a bad name (edge.names) or not a folder of photos
         raise ConfigError(str(exc)) from None
-    report = add_to_gallery(gallery_path(args.gallery, config), photos, skipped, config, args.largest,
+    report = add_to_gallery(gallery_path(args.gallery, config), photos, skipped, config.recognition, args.largest,
                             args.workers, _ProgressBar(sys.stderr))
     return _summary(report, args.json)
 
@@ -180,12 +181,11 @@ def _remove(args: argparse.Namespace, config: Config) -> int:
 
 
 def _rename(args: argparse.Namespace, config: Config) -> int:
-    from edge.door.commands import CommandError, validate_name
     from edge.gallery.store import Gallery
 
     try:
         new = validate_name(args.new)
-    except CommandError as exc:
+    except InvalidNameError as exc:
         raise ConfigError(f"NEW: {exc}") from None
     path = gallery_path(args.gallery, config)
     gallery = Gallery.open(path, writable=True, lock_timeout=5.0)

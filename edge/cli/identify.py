@@ -13,8 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
+from edge.similarity import is_match
 from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path, match_threshold
-from edge.config import Config, ConfigError, embedding_model_id, open_engine
+from edge.config import Config, ConfigError
 from edge.imageio import IMAGE_SUFFIXES, ImageError, load_image
 
 
@@ -29,13 +30,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, config: Config) -> int:
     from edge.gallery.search import identify, search
     from edge.gallery.store import Gallery
-    from edge.photos import find_faces
+    from edge.perception.engine import FaceEngine
+    from edge.perception.modelset import embedding_model_id
+    from edge.perception.photos import find_faces
 
     threshold = match_threshold(args.threshold, config)
     if args.k is not None and not 1 <= args.k <= 100:
         raise ConfigError("--k must be 1..100")
     gallery = Gallery.open(gallery_path(args.gallery, config), model_id=embedding_model_id(config.recognition))
-    engine = open_engine(config.recognition)
+    engine = FaceEngine.open(config.recognition)
     failures = 0
     try:
         for path in _photos(args.paths):
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 vectors = engine.embed(image, faces)
                 nearest = search(gallery, vectors, k=1)
                 if args.k is None:
-                    chosen = [n[0] if n and n[0].similarity >= threshold else None for n in nearest]
+                    chosen = [n[0] if n and is_match(n[0].similarity, threshold) else None for n in nearest]
                 else:
                     chosen = identify(gallery, vectors, threshold, vote=args.k)
                 for face, near, match in zip(faces, nearest, chosen):

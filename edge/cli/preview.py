@@ -31,7 +31,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from edge.door.enroll import Verdict
+from edge.enrollment.session import Verdict
 
 log = logging.getLogger(__name__)
 

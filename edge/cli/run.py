@@ -19,10 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from edge.door.service import run_door
+    from edge.service import run_door
 
     config = config.with_overrides(
-        door={"source": args.source, "device_id": args.device_id},
+        camera={"source": args.source},
+        door={"device_id": args.device_id},
         gallery={"path": args.gallery},
         mqtt=parse_mqtt_url(args.mqtt) if args.mqtt else {},
     )
@@ -36,16 +37,18 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace, config: Config) -> int:
     """Enroll Obama from two bundled photos, then play a scene where he and a stranger come to the door."""
-    from edge.door import demo
-    from edge.door.service import run_door
-    from edge.enrollment import build_gallery
+    from edge import demo
+    from edge.service import run_door
+    from edge.enrollment.dataset import build_gallery
 
     with tempfile.TemporaryDirectory(prefix="edge-demo-") as work:
         work = Path(work)
-        report = build_gallery(demo.write_dataset(work / "people"), work / "gallery", config, workers=1)
+        report = build_gallery(demo.write_dataset(work / "people"), work / "gallery", config.recognition,
+                               config.gallery.dtype, workers=1)
         print(f"# enrolled {dict(report.enrolled)} from the bundled photos; playing {work / 'frames'}", flush=True)
         config = config.with_overrides(
-            door={"source": str(demo.write_frames(work / "frames")), "device_id": "demo"},
+            camera={"source": str(demo.write_frames(work / "frames"))},
+            door={"device_id": "demo"},
             gallery={"path": work / "gallery"},
             mqtt=parse_mqtt_url(args.mqtt) if args.mqtt else {},
         )

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from edge.photos import embed_photos
+    from edge.perception.photos import embed_photos
     from edge.verification import compare, read_pairs
 
     recognition = config.recognition

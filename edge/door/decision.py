@@ -1,6 +1,6 @@
 """Who is at the door: turns per-frame recognition attempts into a few events.
 
-    maker = DecisionMaker(DecisionSettings())
+    maker = DecisionMaker(DecisionSettings(), match_threshold=0.36)
     decision = maker.observe(Attempt(track_id, box, name, similarity, sharpness, now))
     if decision: publish(decision)          # 'recognized' or 'unknown', at most once per visit
     maker.forget(track_id)                  # when the tracker ends the track
@@ -12,8 +12,8 @@ clock (the ``time`` of each attempt, the ``now`` of each call).
 One attempt is one face of one tracked person matched against the gallery.
 Per track the last ``window`` usable attempts are kept; a face too small or
 too blurred is not usable and is ignored. A track is **recognized** once
-``min_agreeing`` of them name the same person at or above
-``accept_threshold``, and **unknown** once ``min_unknown`` of them are
+``min_agreeing`` of them name the same person with a match
+(edge.similarity.is_match with ``match_threshold``), and **unknown** once ``min_unknown`` of them are
 below ``unknown_threshold`` (attempts in between count for neither).
 A recognized track stays recognized; an unknown one can still become
 recognized later. Events are announced at most once per visit: a track
@@ -28,56 +28,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from edge.types import BBox
+from edge.door.settings import DecisionSettings
+from edge.faces import BBox
+from edge.similarity import is_match
 
 EventType = Literal["recognized", "unknown"]
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionSettings:
-    """Thresholds of the decision stage. Similarities are cosine similarities (-1..1).
-
-    accept_threshold: similarity at or above which an attempt counts for the person it names.
-    unknown_threshold: similarity below which an attempt counts as a stranger
-        (an attempt with no gallery match at all always does); <= accept_threshold.
-    window: how many recent usable attempts per track are considered.
-    min_agreeing: attempts in the window that must name the same person at or
-        above accept_threshold to decide 'recognized'.
-    min_unknown: attempts in the window below unknown_threshold to decide 'unknown'.
-    cooldown: seconds after a person's last event during which their name is not
-        announced again (one event per person per visit).
-    min_face_size: pixels; faces whose box size (sqrt of width x height) is smaller are ignored.
-    min_sharpness: variance of the Laplacian; sharper faces only; 0 turns the check off.
-    """
-
-    accept_threshold: float = 0.36
-    unknown_threshold: float = 0.30
-    window: int = 5
-    min_agreeing: int = 3
-    min_unknown: int = 4
-    cooldown: float = 60.0
-    min_face_size: float = 60.0
-    min_sharpness: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not (0.0 <= self.accept_threshold <= 1.0):
-            raise ValueError(f"accept_threshold must be in 0..1, got {self.accept_threshold}")
-        if not (-1.0 <= self.unknown_threshold <= self.accept_threshold):
-            raise ValueError(
-                f"unknown_threshold must be in -1..accept_threshold ({self.accept_threshold}), "
-                f"got {self.unknown_threshold}"
-            )
-        for name in ("window", "min_agreeing", "min_unknown"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-        for name in ("min_agreeing", "min_unknown"):
-            if getattr(self, name) > self.window:
-                raise ValueError(f"{name} ({getattr(self, name)}) cannot exceed window ({self.window})")
-        for name in ("cooldown", "min_face_size", "min_sharpness"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0.0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +90,10 @@ class _TrackState:
 class DecisionMaker:
     """Per-track decisions from attempts; see the module docstring for the rules."""
 
-    def __init__(self, settings: DecisionSettings | None = None) -> None:
-        self.settings = settings or DecisionSettings()
+    def __init__(self, settings: DecisionSettings, match_threshold: float) -> None:
+        settings.check_against(match_threshold)
+        self.settings = settings
+        self.match_threshold = match_threshold
         self._tracks: dict[int, _TrackState] = {}
         self._last_event: dict[str, float] = {}  # name -> time of their last 'recognized' event
 
@@ -148,7 +105,7 @@ class DecisionMaker:
         state = self._tracks.get(attempt.track_id)
         if state is None:
             state = self._tracks[attempt.track_id] = _TrackState(deque(maxlen=s.window))
-        accepted = attempt.name if attempt.name is not None and attempt.similarity >= s.accept_threshold else None
+        accepted = attempt.name if attempt.name is not None and is_match(attempt.similarity, self.match_threshold) else None
         stranger = attempt.name is None or attempt.similarity < s.unknown_threshold
         state.votes.append(_Vote(accepted, stranger, attempt.similarity))
         state.best_similarity = max(state.best_similarity, attempt.similarity)

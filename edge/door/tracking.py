@@ -1,9 +1,9 @@
 """Which face in this frame is which face in the last one: a small IoU tracker.
 
-    tracker = Tracker(iou_threshold=0.3, max_gap=1.0)
+    tracker = Tracker(TrackerSettings(iou=0.3, gap=1.0))
     step = tracker.update(boxes, now)     # now: seconds, any monotonic clock
     step.current                          # one Track per box, in the order of the boxes
-    step.ended                            # ids of tracks unseen for more than max_gap
+    step.ended                            # ids of tracks unseen for more than gap seconds
 
 Pure: no I/O and no clock of its own. A box continues the live track it
 overlaps most (intersection over union, greedy, best pair first); a box
@@ -13,11 +13,11 @@ ints counting up from 1 and are never reused by one Tracker.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from edge.types import BBox
+from edge.door.settings import TrackerSettings
+from edge.faces import BBox
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,25 +37,19 @@ class TrackerUpdate:
     current: list[Track]
     """One per input box, in the order of the boxes (continued or new tracks)."""
     ended: list[int]
-    """Ids of tracks unseen for more than ``max_gap`` seconds, oldest id first."""
+    """Ids of tracks unseen for more than ``gap`` seconds, oldest id first."""
 
 
 class Tracker:
-    """Assigns track ids to face boxes frame by frame.
+    """Assigns track ids to face boxes frame by frame (see TrackerSettings for iou and gap).
 
-    ``iou_threshold`` (0 < t <= 1): the least intersection over union with
-    a track's last box for a box to continue that track. ``max_gap``
-    (seconds, >= 0): a track unseen for longer than this ends; a face seen
-    again after that starts a new track.
+    A track unseen for longer than ``gap`` seconds ends; a face seen again
+    after that starts a new track.
     """
 
-    def __init__(self, iou_threshold: float = 0.3, max_gap: float = 1.0) -> None:
-        if not (0.0 < iou_threshold <= 1.0):
-            raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
-        if not (math.isfinite(max_gap) and max_gap >= 0.0):
-            raise ValueError(f"max_gap must be a finite number of seconds >= 0, got {max_gap}")
-        self.iou_threshold = iou_threshold
-        self.max_gap = max_gap
+    def __init__(self, settings: TrackerSettings) -> None:
+        self.iou_threshold = settings.iou
+        self.max_gap = settings.gap
         self._live: dict[int, Track] = {}
         self._next_id = 1
 

@@ -5,7 +5,7 @@
     matches = identify(gallery, vectors, threshold=0.36)   # [Match(name, similarity, row) or None]
 
 ``store`` holds the files and their guarantees, ``search`` the identity-level
-answers over edge.match.top_k, ``errors`` the exception classes. Names are
+answers over edge.gallery.topk.top_k, ``errors`` the exception classes. Names are
 imported lazily, so importing the package loads neither numba nor SQLite.
 """
 

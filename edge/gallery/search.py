@@ -1,4 +1,4 @@
-"""Who is this? Identity-level answers from a gallery, over edge.match.top_k.
+"""Who is this? Identity-level answers from a gallery, over edge.gallery.topk.top_k.
 
     results = search(gallery, vectors, k=3)                  # per query: best 3 people
     answers = identify(gallery, vectors, threshold=0.36)     # per query: Match or None (unknown)
@@ -19,7 +19,8 @@ import numpy as np
 
 from edge.gallery.errors import DimensionMismatchError, GalleryError
 from edge.gallery.store import Gallery, GalleryView
-from edge.match import top_k
+from edge.gallery.topk import top_k
+from edge.similarity import is_match
 
 _ATTEMPTS = 5
 """Searches retried when a compaction renumbers the rows between search and name lookup."""
@@ -74,7 +75,7 @@ def identify(
     vote at all means unknown. The Match carries the winner's best sample.
     """
     if vote is None:
-        return [found[0] if found and found[0].similarity >= threshold else None
+        return [found[0] if found and is_match(found[0].similarity, threshold) else None
                 for found in search(gallery, queries, 1)]
     if vote < 1:
         raise ValueError(f"vote must be at least 1, got {vote}")
@@ -136,7 +137,7 @@ def _vote(scores: np.ndarray, rows: np.ndarray, names: dict[int, str], threshold
     votes: dict[str, int] = defaultdict(int)
     best: dict[str, Match] = {}
     for score, row in zip(scores.tolist(), rows.tolist()):
-        if row < 0 or row not in names or score < threshold:
+        if row < 0 or row not in names or not is_match(score, threshold):
             continue
         name = names[row]
         votes[name] += 1

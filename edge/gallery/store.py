@@ -3,7 +3,7 @@
     gallery = Gallery.create(path, model_id=embedder_sha256)          # the one writer
     gallery.append(vectors, ["alice", "alice", "bob"], sources=[...])
     reader = Gallery.open(path, model_id=embedder_sha256)            # any number of readers
-    view = reader.view()      # matrix (N, D), scales, valid: the input of edge.match.top_k
+    view = reader.view()      # matrix (N, D), scales, valid: the input of edge.gallery.topk.top_k
 
 A gallery is a directory:
 
@@ -266,7 +266,7 @@ class Gallery:
         return True
 
     def view(self) -> GalleryView:
-        """The committed rows as of now, ready for edge.match.top_k."""
+        """The committed rows as of now, ready for edge.gallery.topk.top_k."""
         self.refresh()
         return self._view
 

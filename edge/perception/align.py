@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge.types import Face
+from edge.faces import Face
 
 CROP_SIZE = 112
 TEMPLATE_112 = np.array(

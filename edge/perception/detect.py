@@ -9,32 +9,16 @@ x1, y1, x2, y2, score, in the pixels of the image given to ``detect``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from edge.perception.kernels import PNET_CELL, decode_pnet, nms
-from edge.perception.runtime import ModelError, TfliteModel
-from edge.types import BBox, Face
+from edge.perception.litert import ModelError, TfliteModel
+from edge.perception.settings import DetectorSettings
+from edge.faces import BBox, Face
 
 _PROB, _REGRESSION, _LANDMARKS = 2, 4, 10  # outputs are told apart by their last dimension
-
-
-@dataclass(frozen=True, slots=True)
-class DetectorSettings:
-    """Detector tuning.
-
-    min_face_size: smallest face searched for, in pixels of the detection image.
-    scale_factor: ratio between pyramid levels (0..1; higher finds more, slower).
-    thresholds: face-probability cut-offs (0..1) for P-Net, R-Net and O-Net.
-    """
-
-    min_face_size: float = 20.0
-    scale_factor: float = 0.709
-    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.9)
-    """O-Net's 0.9 (MTCNN's usual is 0.7): of 2,999 LFW photos none had its main
-    face below 0.95, while folds of a dark suit in a bundled portrait scored 0.82."""
 
 
 class MtcnnDetector:
@@ -48,6 +32,10 @@ class MtcnnDetector:
         _expect_input(onet, 48, "O-Net")
         self._pnet, self._rnet, self._onet = pnet, rnet, onet
         self.settings = settings
+
+    def close(self) -> None:
+        for model in (self._pnet, self._rnet, self._onet):
+            model.close()
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Faces in ``rgb`` ((H, W, 3) uint8 RGB), most confident first."""

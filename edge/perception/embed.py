@@ -9,17 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from edge.perception.align import CROP_SIZE
-from edge.perception.runtime import ModelError, TfliteModel
+from edge.perception.litert import ModelError, TfliteModel
+from edge.perception.settings import EmbedderSettings
 
 
 class Embedder:
-    """SFace (MobileFaceNet-family) on TFLite.
+    """SFace (MobileFaceNet-family) on TFLite; see EmbedderSettings for flip averaging."""
 
-    flip_average: also embed the mirrored crop and average the two, which
-    makes the embedding less sensitive to which way the head is turned.
-    """
-
-    def __init__(self, model: TfliteModel, flip_average: bool = False) -> None:
+    def __init__(self, model: TfliteModel, settings: EmbedderSettings) -> None:
         shape = model.input_shape
         if len(shape) != 4 or shape[1:] != (CROP_SIZE, CROP_SIZE, 3):
             raise ModelError(f"{model.path} is not a 112x112 RGB face embedder (input {shape})")
@@ -28,7 +25,10 @@ class Embedder:
             raise ModelError(f"{model.path} is not a face embedder (outputs {outputs})")
         self._model = model
         self.dimension = outputs[0][1]
-        self.flip_average = flip_average
+        self.flip_average = settings.flip_average
+
+    def close(self) -> None:
+        self._model.close()
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """(n, 112, 112, 3) uint8 RGB crops -> (n, D) float32 unit vectors."""

@@ -1,7 +1,7 @@
 """Numba kernels for the detector's hot loops: P-Net map decoding and NMS.
 
 Boxes are float32 (n, 4) arrays of (x1, y1, x2, y2) in the project's pixel
-convention (see edge.types). Compiled on first use and cached on disk.
+convention (see edge.faces). Compiled on first use and cached on disk.
 """
 
 from __future__ import annotations

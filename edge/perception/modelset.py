@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.perception.runtime import ModelError
+from edge.perception.litert import ModelError
+from edge.perception.settings import RecognitionSettings
 
 ROLES = ("pnet", "rnet", "onet", "embed")
 
@@ -96,3 +97,14 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def embedding_model_id(settings: RecognitionSettings) -> str:
+    """Names the embeddings ``settings`` produce, so a gallery never mixes models.
+
+    The embedding model's file name and sha256 (checked against the manifest),
+    plus "+flip" when embeddings are flip-averaged.
+    """
+    files = model_files(settings.models_dir or default_models_dir(), settings.model_set)
+    digest = read_manifest(files.embed.parent)[files.embed.name]["sha256"]
+    return f"{files.embed.name}:{digest}" + ("+flip" if settings.embedder.flip_average else "")

@@ -1,6 +1,6 @@
 """The door loop: frames -> faces -> tracks -> gallery matches -> decisions -> events.
 
-    loop = DoorLoop(engine, gallery, publisher, LoopSettings(), device="door1", camera="front")
+    loop = DoorLoop(engine, gallery, publisher, LoopSettings(device_id="door1"), match_threshold=0.36, camera="front")
     with source:
         loop.run(source)               # until the source ends or stop() is called
 
@@ -18,78 +18,48 @@ state; it is the MQTT link, or JSON lines on stdout when there is no broker.
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol, TextIO
+from datetime import datetime
+from typing import Protocol
 
-import cv2
-import numpy as np
-
-from edge.door.mqtt import make_event
-from edge.door.decision import Attempt, Decision, DecisionMaker, DecisionSettings
-from edge.door.sources import Frame, FrameSource
+from edge.door.decision import Attempt, Decision, DecisionMaker
+from edge.door.settings import LoopSettings
 from edge.door.tracking import Tracker
+from edge.faces import Face
+from edge.frames import Frame, FrameSource
 from edge.gallery.search import search
 from edge.gallery.store import Gallery
+from edge.messages import CameraStatus, EnrollmentMessage, Event, State
 from edge.perception.engine import FaceEngine
-from edge.types import Face
+from edge.perception.sharpness import laplacian_variance
 
 log = logging.getLogger(__name__)
 
 
 class Publisher(Protocol):
-    """Where the loop reports: the MQTT link or stdout."""
+    """Where the loop reports: the MQTT link or stdout (edge.adapters)."""
 
-    def publish_event(self, event: dict) -> None: ...
+    def publish_event(self, event: Event) -> None: ...
 
-    def publish_state(self, state: dict) -> None: ...
+    def publish_state(self, state: State) -> None: ...
 
-    def publish_camera(self, state: str, detail: str) -> None: ...
+    def publish_camera(self, status: CameraStatus) -> None: ...
 
-    def publish_enrollment(self, kind: str, message: dict) -> None: ...
-
-
-class StdoutPublisher:
-    """Events as JSON lines on stdout (the default without a broker); state changes to the log."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stdout
-
-    def publish_event(self, event: dict) -> None:
-        print(json.dumps(event), file=self.stream, flush=True)
-
-    def publish_state(self, state: dict) -> None:
-        log.info("present: %s", state.get("present"))
-
-    def publish_camera(self, state: str, detail: str) -> None:
-        log.info("camera %s %s", state, detail)
-
-    def publish_enrollment(self, kind: str, message: dict) -> None:
-        log.warning("enrollment %s: %s", kind, json.dumps(message))
+    def publish_enrollment(self, message: EnrollmentMessage) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class LoopSettings:
-    """How often to look, follow and match.
+class Enrollment(Protocol):
+    """An enrollment running inside the loop (edge.enrollment.at_door.DoorEnrollment)."""
 
-    detect_every: search for faces in every n-th frame (1 = every frame).
-    attempts_per_second: most gallery matches per track per second of frame time.
-    track_iou: box overlap (intersection over union, 0..1) that continues a track.
-    track_gap: seconds a track may go unseen before it ends (the person left).
-    unknown_recheck: seconds between matches of a track already announced
-        unknown (it may still turn out to be someone, e.g. after turning round).
-    """
+    def active(self) -> bool: ...
 
-    detect_every: int = 1
-    attempts_per_second: float = 10.0
-    track_iou: float = 0.3
-    track_gap: float = 2.0
-    unknown_recheck: float = 1.0
-    decision: DecisionSettings = field(default_factory=DecisionSettings)
+    def process(self, frame: Frame) -> None: ...
+
+
+def local_now() -> datetime:
+    return datetime.now().astimezone()
 
 
 class DoorLoop:
@@ -100,23 +70,25 @@ class DoorLoop:
         engine: FaceEngine,
         gallery: Gallery,
         publisher: Publisher,
-        settings: LoopSettings = LoopSettings(),
-        device: str = "edge",
+        settings: LoopSettings,
+        match_threshold: float,
         camera: str = "camera",
+        wall_clock: Callable[[], datetime] = local_now,
     ) -> None:
         self.engine, self.gallery, self.publisher = engine, gallery, publisher
         self.settings = settings
-        self.device, self.camera = device, camera
-        self.tracker = Tracker(settings.track_iou, settings.track_gap)
-        self.decisions = DecisionMaker(settings.decision)
+        self.device, self.camera = settings.device_id, camera
+        self.tracker = Tracker(settings.tracker)
+        self.decisions = DecisionMaker(settings.decision, match_threshold)
+        self._wall_clock = wall_clock
         self._last_attempt: dict[int, float] = {}
         self._recognized: set[int] = set()
         self._unknown: set[int] = set()
-        self._present: list[str] = []
+        self._present: tuple[str, ...] = ()
         self._last_person: str | None = None
         self._stop = threading.Event()
-        self.enrollment = None
-        """An edge.door.enroll.DoorEnrollment; while it is active, frames go to it instead."""
+        self.enrollment: Enrollment | None = None
+        """While an enrollment is active, frames go to it instead."""
 
     def stop(self) -> None:
         """Ask run() to return after the current frame (from any thread)."""
@@ -169,17 +141,10 @@ class DoorLoop:
         self._publish_state(frame.time)
         return made
 
-    def event(self, decision: Decision) -> dict:
-        """The published form of a decision (edge.door.mqtt.make_event)."""
-        return make_event(
-            decision.event_type,
-            name=decision.name,
-            similarity=decision.similarity,
-            track_id=decision.track_id,
-            device=self.device,
-            camera=self.camera,
-            box=decision.box.as_list(),
-        )
+    def event(self, decision: Decision) -> Event:
+        """The published form of a decision, stamped with the wall-clock time."""
+        return Event(decision.event_type, decision.name, decision.similarity, decision.track_id,
+                     self.device, self.camera, decision.box, self._wall_clock())
 
     def _due(self, track_id: int, now: float) -> bool:
         """Whether this track's face should be matched in this frame."""
@@ -217,19 +182,7 @@ class DoorLoop:
         return attempts
 
     def _publish_state(self, now: float, force: bool = False) -> None:
-        present = self.decisions.present(now)
+        present = tuple(self.decisions.present(now))
         if present != self._present or force:
             self._present = present
-            self.publisher.publish_state({
-                "present": present,
-                "known_present": bool(present),
-                "last_person": self._last_person,
-                "device": self.device,
-                "camera": self.camera,
-            })
-
-
-def laplacian_variance(crop_rgb: np.ndarray) -> float:
-    """Sharpness of an aligned face crop: variance of its Laplacian (higher is sharper)."""
-    gray = cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2GRAY)
-    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+            self.publisher.publish_state(State(present, self._last_person, self.device, self.camera))

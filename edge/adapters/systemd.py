@@ -14,7 +14,10 @@ import time
 
 
 class Notifier:
-    """Sends sd_notify messages; ``ping`` sends WATCHDOG=1 at most every ``interval`` seconds."""
+    """Sends sd_notify messages; ``ping`` sends WATCHDOG=1 at most every ``interval`` seconds.
+
+    A context manager: leaving it tells systemd STOPPING=1.
+    """
 
     def __init__(self, interval: float = 5.0) -> None:
         self.address = os.environ.get("NOTIFY_SOCKET")
@@ -22,6 +25,12 @@ class Notifier:
             self.address = "\0" + self.address[1:]
         self.interval = interval
         self._last_ping = float("-inf")
+
+    def __enter__(self) -> Notifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.notify("STOPPING=1")
 
     def notify(self, message: str) -> None:
         if not self.address:

@@ -3,7 +3,7 @@
 Each photo is loaded, searched for faces and reduced to one face, its subject:
 
 - ``"main"`` (verification): the face the photo is of, weighing size and
-  closeness to the centre (edge.perception.engine.main_face);
+  closeness to the centre (edge.perception.subject);
 - ``"clear"`` (gallery build): one face alone, or the largest when it is at
   least CLEAR_SUBJECT_RATIO times the size of the next one; otherwise no
   subject, since enrolling a bystander under someone's name would let that
@@ -30,24 +30,16 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from edge.config import RecognitionConfig, open_engine
+from edge.perception.settings import RecognitionSettings
 from edge.imageio import ImageError, load_image
-from edge.perception.engine import FaceEngine, main_face
-from edge.types import BBox, Face
+from edge.perception.engine import FaceEngine
+from edge.perception.subject import main_face, similar_to_largest
+from edge.faces import BBox, Face
 
 SubjectRule = Literal["main", "clear", "single", "largest"]
 
 CROP_BORDER = 0.2
 """Border added around a photo with no face found, as a fraction of its longer side (each edge)."""
-
-CLEAR_SUBJECT_RATIO = 1.5
-"""How many times larger (box side) the largest face must be than the next
-for a photo with several faces to count as a photo of that one person."""
-
-
-MAX_CANDIDATES = 8
-"""At most this many faces of a photo without a clear subject are embedded as candidates."""
-
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
@@ -78,7 +70,7 @@ class PhotoResult:
 
 def embed_photos(
     paths: Iterable[str],
-    config: RecognitionConfig,
+    settings: RecognitionSettings,
     workers: int | None = None,
     rule: SubjectRule = "main",
 ) -> Iterator[PhotoResult]:
@@ -89,14 +81,15 @@ def embed_photos(
     paths = list(paths)
     workers = max(1, min(workers or os.cpu_count() or 1, len(paths) or 1))
     if workers == 1:
-        engine = open_engine(config)
+        engine = FaceEngine.open(settings)
         for path in paths:
             yield photo_result(engine, path, rule)
         return
-    threads = max(1, config.num_threads // workers)
-    worker_config = config.model_copy(update={"num_threads": threads})
+    threads = max(1, settings.runtime.num_threads // workers)
+    runtime = settings.runtime.model_copy(update={"num_threads": threads})
+    worker_settings = settings.model_copy(update={"runtime": runtime})
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, context, _start_worker, (worker_config,)) as pool:
+    with ProcessPoolExecutor(workers, context, _start_worker, (worker_settings,)) as pool:
         yield from pool.map(_worker_photo, paths, [rule] * len(paths), chunksize=4)
 
 
@@ -142,24 +135,12 @@ def find_faces(engine: FaceEngine, image: np.ndarray) -> list[Face]:
     return [face.shifted(-border, -border) for face in engine.detect(framed)]
 
 
-def similar_to_largest(faces: list[Face]) -> list[Face]:
-    """The faces within CLEAR_SUBJECT_RATIO of the largest one's size, largest first (at most MAX_CANDIDATES)."""
-    by_size = sorted(faces, key=lambda f: f.box.size, reverse=True)
-    return [f for f in by_size if f.box.size * CLEAR_SUBJECT_RATIO > by_size[0].box.size][:MAX_CANDIDATES]
-
-
-def clear_subject(faces: list[Face]) -> Face | None:
-    """The only face, or the largest if it is CLEAR_SUBJECT_RATIO x the next; else None."""
-    contenders = similar_to_largest(faces)
-    return contenders[0] if len(contenders) == 1 else None
-
-
 _worker_engine: FaceEngine | None = None  # one engine per worker process, set by _start_worker
 
 
-def _start_worker(config: RecognitionConfig) -> None:
+def _start_worker(settings: RecognitionSettings) -> None:
     global _worker_engine
-    _worker_engine = open_engine(config)
+    _worker_engine = FaceEngine.open(settings)
 
 
 def _worker_photo(path: str, rule: SubjectRule) -> PhotoResult:

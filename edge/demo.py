@@ -27,7 +27,7 @@ VISITORS = ("obama3.jpg", "biden.jpg")
 
 def samples_dir() -> Path:
     """The bundled photos: the source checkout's fixtures, else the wheel's copy."""
-    package = Path(__file__).resolve().parents[1]
+    package = Path(__file__).resolve().parent
     for candidate in (package.parent / "tests" / "fixtures" / "faces", package / "_samples"):
         if (candidate / "PROVENANCE.md").is_file():
             return candidate

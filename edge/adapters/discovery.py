@@ -3,12 +3,12 @@
 Topics under ``<topic_prefix>/<device_id>/`` (``edge/<device_id>/`` by default):
 
 * ``availability`` -- ``online`` / ``offline``, retained; ``offline`` is also the last will.
-* ``event`` -- one JSON object per decision (see ``edge.door.mqtt.make_event``), QoS 1, not retained.
+* ``event`` -- one JSON object per decision (see ``edge.messages.Event``), QoS 1, not retained.
 * ``state`` -- who is at the door now, JSON, retained; see ``STATE_FIELDS``.
 * ``face`` -- the latest face crop as JPEG bytes, not retained; only when enabled.
 * ``enrollment`` -- enrollment progress and outcome, JSON, not retained.
 * ``error`` -- the answer to a malformed command, JSON, not retained.
-* ``command/<subtopic>`` -- commands; see ``edge.door.commands``.
+* ``command/<subtopic>`` -- commands; see ``edge.adapters.commands``.
 
 Home Assistant discovery (retained, one topic per entity, all on one device):
 ``<discovery_prefix>/<component>/<device_id>/<key>/config`` for an ``event``
@@ -26,12 +26,13 @@ and share one ``device`` block.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-EVENT_TYPES = ("recognized", "unknown")
-"""The ``event_type`` values of the ``event`` topic and of the Home Assistant event entity."""
+from edge.adapters.settings import check_topic_prefix
+from edge.messages import EVENT_TYPES
+from edge.names import check_device_id
+
 
 STATE_FIELDS = {
     "present": "names of the known people in view now, sorted",
@@ -50,23 +51,6 @@ PAYLOAD_ONLINE = "online"
 PAYLOAD_OFFLINE = "offline"
 MANUFACTURER = "edge"
 MODEL = "edge"
-
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def check_device_id(device_id: str) -> str:
-    """``device_id`` if usable in topics, unique ids and entity ids (1..64 of A-Z a-z 0-9 _ -)."""
-    if not _ID.fullmatch(device_id):
-        raise ValueError(f"device_id {device_id!r} must be 1..64 characters of A-Z, a-z, 0-9, '_' and '-'")
-    return device_id
-
-
-def check_topic_prefix(prefix: str) -> str:
-    """``prefix`` if usable as the first level(s) of a topic: no wildcards, no empty levels."""
-    if not prefix or any(c in prefix for c in "#+\0") or "" in prefix.split("/"):
-        raise ValueError(f"topic prefix {prefix!r} must be non-empty, without '#', '+' or empty levels")
-    return prefix
-
 
 @dataclass(frozen=True, slots=True)
 class Topics:

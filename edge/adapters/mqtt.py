@@ -1,14 +1,14 @@
 """The door's link to Home Assistant over MQTT: the only module that uses paho-mqtt.
 
-    link = MqttLink(MqttSettings(host="broker", device_id="front", device_name="Front door"), on_command)
+    link = MqttLink(MqttSettings(host="broker"), "front", "Front door", on_command)
     link.start()                                    # connects in the background, reconnects by itself
-    link.publish_event(make_event("recognized", name="alice", similarity=0.71, ...))
-    link.publish_state({"present": ["alice"], "unknown": 0, "known_present": True, "last_person": "alice"})
+    link.publish_event(Event("recognized", "alice", 0.71, ...))    # edge.messages
+    link.publish_state(State(("alice",), "alice", "front", "camera"))
     link.stop()                                     # "offline", then disconnect
 
 paho is imported when the link starts, so this module (and ``edge``) imports
-without it. Topics and discovery payloads are in ``edge.door.discovery``,
-command parsing in ``edge.door.commands``.
+without it. Topics and discovery payloads are in ``edge.adapters.discovery``,
+command parsing in ``edge.adapters.commands``.
 
 On every connect the link publishes ``online`` (retained; ``offline`` is the
 last will), the discovery messages and the last state, subscribes to the
@@ -42,21 +42,14 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from edge.door.commands import Command, CommandError, parse_command
-from edge.door.discovery import (
-    EVENT_TYPES,
-    PAYLOAD_OFFLINE,
-    PAYLOAD_ONLINE,
-    Topics,
-    check_device_id,
-    check_topic_prefix,
-    discovery_messages,
-)
+from edge.adapters.commands import Command, CommandError, parse_command
+from edge.adapters.discovery import PAYLOAD_OFFLINE, PAYLOAD_ONLINE, Topics, discovery_messages
+from edge.adapters.settings import MqttSettings
+from edge.messages import EnrollmentMessage, Event, State, iso_time
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
@@ -64,112 +57,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QOS = 1
-
-
-@dataclass(frozen=True, kw_only=True)
-class MqttSettings:
-    """Where and how to reach the broker, and how the door appears in Home Assistant.
-
-    Secrets (``password``) come from the caller (e.g. the environment via the
-    configuration file); nothing here has a built-in credential.
-    Times are in seconds.
-    """
-
-    host: str
-    device_id: str
-    """Identifies the door in topics and in Home Assistant: 1..64 of A-Z a-z 0-9 _ -."""
-    device_name: str | None = None
-    """The device's name in Home Assistant; the device_id if not given."""
-    port: int = 1883
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    tls: bool = False
-    ca_file: str | None = None
-    """CA certificate(s) to verify the broker with; the system's store if None."""
-    certfile: str | None = None
-    """Client certificate for brokers that require one (with ``keyfile``)."""
-    keyfile: str | None = None
-    tls_insecure: bool = False
-    """Skip the check that the broker's certificate names ``host``: for tests only."""
-    topic_prefix: str = "edge"
-    discovery_prefix: str = "homeassistant"
-    client_id: str | None = None
-    """MQTT client id; ``edge-<device_id>`` if not given."""
-    keepalive: int = 30
-    """Seconds between keep-alive pings; the broker declares the door offline after 1.5x this."""
-    queue_limit: int = 1000
-    """Events kept while the broker is away; beyond it the oldest are dropped."""
-    publish_face_image: bool = False
-    """Send face crops to Home Assistant (personal data: off unless chosen)."""
-    reconnect_min_delay: int = 1
-    """First wait before reconnecting, seconds; doubles per failed attempt up to the max."""
-    reconnect_max_delay: int = 60
-
-    def __post_init__(self) -> None:
-        check_device_id(self.device_id)
-        check_topic_prefix(self.topic_prefix)
-        check_topic_prefix(self.discovery_prefix)
-        if not self.host:
-            raise ValueError("host is empty")
-        if not 1 <= self.port <= 65535:
-            raise ValueError(f"port {self.port} is not in 1..65535")
-        if not 1 <= self.keepalive <= 65535:
-            raise ValueError(f"keepalive {self.keepalive} s is not in 1..65535")
-        if self.queue_limit < 1:
-            raise ValueError(f"queue_limit {self.queue_limit} must be at least 1")
-        if not 1 <= self.reconnect_min_delay <= self.reconnect_max_delay:
-            raise ValueError("need 1 <= reconnect_min_delay <= reconnect_max_delay")
-        if self.password is not None and self.username is None:
-            raise ValueError("a password needs a username")
-        if not self.tls and (self.ca_file or self.certfile or self.keyfile or self.tls_insecure):
-            raise ValueError("ca_file, certfile, keyfile and tls_insecure need tls = true")
-        if (self.certfile is None) != (self.keyfile is None):
-            raise ValueError("certfile and keyfile go together")
-
-    @property
-    def topics(self) -> Topics:
-        return Topics(self.topic_prefix, self.device_id)
-
-
-def now_iso() -> str:
-    """The current local time as ISO 8601 with its UTC offset, to the millisecond."""
-    return datetime.now().astimezone().isoformat(timespec="milliseconds")
-
-
-def make_event(
-    event_type: str,
-    *,
-    name: str | None,
-    similarity: float | None,
-    track_id: int,
-    device: str,
-    camera: str,
-    box: Sequence[float] | None,
-    timestamp: datetime | None = None,
-) -> dict[str, Any]:
-    """One ``event`` message.
-
-    ``event_type`` is ``recognized`` (``name`` set) or ``unknown`` (``name``
-    None); ``similarity`` is the cosine similarity of the best match (-1..1);
-    ``box`` is (x1, y1, x2, y2) in pixels of the camera frame (rounded to
-    0.1 px); ``timestamp`` must carry a zone (default: now, local time).
-    """
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"event_type {event_type!r} is not one of {EVENT_TYPES}")
-    if (name is None) != (event_type == "unknown"):
-        raise ValueError("a recognized event needs a name and an unknown one has none")
-    if timestamp is not None and timestamp.tzinfo is None:
-        raise ValueError("timestamp needs a time zone")
-    return {
-        "event_type": event_type,
-        "name": name,
-        "similarity": None if similarity is None else round(float(similarity), 4),
-        "track_id": int(track_id),
-        "device": device,
-        "camera": camera,
-        "timestamp": now_iso() if timestamp is None else timestamp.isoformat(timespec="milliseconds"),
-        "box": None if box is None else [round(float(v), 1) for v in box],
-    }
 
 
 @dataclass(slots=True)
@@ -187,9 +74,18 @@ class MqttLink:
     Thread-safe: ``publish_*`` may be called from any thread.
     """
 
-    def __init__(self, settings: MqttSettings, on_command: Callable[[Command], None]) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        device_id: str,
+        device_name: str | None,
+        on_command: Callable[[Command], None],
+    ) -> None:
+        if settings.host is None:
+            raise ValueError("MqttLink needs [mqtt] host")
         self.settings = settings
-        self.topics = settings.topics
+        self.device_id, self.device_name = device_id, device_name or device_id
+        self.topics = Topics(settings.topic_prefix, device_id)
         self._on_command = on_command
         self._client: paho.Client | None = None
         # Held while deciding what to send and calling client.publish, so that queued
@@ -235,7 +131,7 @@ class MqttLink:
         s = self.settings
         client = paho.Client(
             paho.CallbackAPIVersion.VERSION2,
-            client_id=s.client_id or f"edge-{s.device_id}",
+            client_id=s.client_id or f"edge-{self.device_id}",
             protocol=paho.MQTTv311,
             clean_session=True,
         )
@@ -243,7 +139,7 @@ class MqttLink:
             client.username_pw_set(s.username, s.password)
         if s.tls:
             # paho's defaults: TLS client context, certificate and host name checked.
-            client.tls_set(ca_certs=s.ca_file, certfile=s.certfile, keyfile=s.keyfile)
+            client.tls_set(ca_certs=_path(s.ca_file), certfile=_path(s.certfile), keyfile=_path(s.keyfile))
             client.tls_insecure_set(s.tls_insecure)
         client.will_set(self.topics.availability, PAYLOAD_OFFLINE, qos=QOS, retain=True)
         client.reconnect_delay_set(min_delay=s.reconnect_min_delay, max_delay=s.reconnect_max_delay)
@@ -284,11 +180,9 @@ class MqttLink:
 
     # ------------------------------------------------------------ publishing
 
-    def publish_event(self, event: Mapping[str, Any]) -> None:
-        """Send one event (see ``make_event``) on ``event``, QoS 1, in order; queued while offline."""
-        if event.get("event_type") not in EVENT_TYPES:
-            raise ValueError(f"event_type must be one of {EVENT_TYPES}, got {event.get('event_type')!r}")
-        item = _Queued(_json(event))
+    def publish_event(self, event: Event) -> None:
+        """Send one event on ``event``, QoS 1, in order; queued while offline."""
+        item = _Queued(_json(event.to_dict()))
         with self._send_lock:
             self._take_acks()
             self._queue.append(item)
@@ -300,13 +194,9 @@ class MqttLink:
             if self._connected and not self._stopped:
                 self._send_queued(item)
 
-    def publish_state(self, state: Mapping[str, Any]) -> None:
-        """Send who is at the door now (fields: ``discovery.STATE_FIELDS``), retained; re-sent on reconnect."""
-        if not isinstance(state.get("known_present"), bool):
-            raise ValueError("state needs a boolean 'known_present'")
-        if "last_person" not in state or not isinstance(state["last_person"], str | None):
-            raise ValueError("state needs 'last_person' (a name or None)")
-        payload = _json({**state, "timestamp": state.get("timestamp") or now_iso()})
+    def publish_state(self, state: State) -> None:
+        """Send who is at the door now (``discovery.STATE_FIELDS``), retained; re-sent on reconnect."""
+        payload = _json(state.to_dict())
         with self._send_lock:
             self._last_state = payload
             self._publish_if_connected(self.topics.state, payload, retain=True)
@@ -323,24 +213,16 @@ class MqttLink:
         with self._send_lock:
             self._publish_if_connected(self.topics.face, jpeg, retain=False)
 
-    def publish_progress(self, progress: Mapping[str, Any]) -> None:
-        """Send enrollment progress on ``enrollment`` as ``{"type": "progress", ...progress}``; only while connected."""
-        self._publish_enrollment("progress", progress)
-
-    def publish_status(self, status: Mapping[str, Any]) -> None:
-        """Send an enrollment outcome on ``enrollment`` as ``{"type": "status", ...status}``; only while connected."""
-        self._publish_enrollment("status", status)
+    def publish_enrollment(self, message: EnrollmentMessage) -> None:
+        """Send enrollment progress or an outcome on ``enrollment``; only while connected."""
+        with self._send_lock:
+            self._publish_if_connected(self.topics.enrollment, _json(message.to_dict()), retain=False)
 
     def publish_error(self, source_topic: str, message: str) -> None:
         """Answer a command that could not be carried out, on ``error``; only while connected."""
-        payload = _json({"topic": source_topic, "error": message, "timestamp": now_iso()})
+        payload = _json({"topic": source_topic, "error": message, "timestamp": iso_time()})
         with self._send_lock:
             self._publish_if_connected(self.topics.error, payload, retain=False)
-
-    def _publish_enrollment(self, kind: str, fields: Mapping[str, Any]) -> None:
-        payload = _json({"type": kind, **fields, "timestamp": fields.get("timestamp") or now_iso()})
-        with self._send_lock:
-            self._publish_if_connected(self.topics.enrollment, payload, retain=False)
 
     # ------------------------------------------------------------- internals
     # All of these run with self._send_lock held.
@@ -378,7 +260,7 @@ class MqttLink:
         client.publish(self.topics.availability, PAYLOAD_ONLINE, qos=QOS, retain=True)
         for topic, payload in discovery_messages(
             self.topics,
-            device_name=s.device_name or s.device_id,
+            device_name=self.device_name,
             discovery_prefix=s.discovery_prefix,
             publish_face_image=s.publish_face_image,
         ):
@@ -450,6 +332,10 @@ class MqttLink:
         except Exception as exc:
             log.exception("command handler failed on %s", topic)
             self.publish_error(topic, f"{type(exc).__name__}: {exc}")
+
+
+def _path(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _json(value: Mapping[str, Any]) -> bytes:

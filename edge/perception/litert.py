@@ -19,11 +19,12 @@ from __future__ import annotations
 import ctypes
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge.perception.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +37,6 @@ class ModelError(RuntimeError):
 
 class DelegateError(RuntimeError):
     """A required hardware delegate could not be loaded."""
-
-
-@dataclass(frozen=True, slots=True)
-class RuntimeOptions:
-    """How interpreters are created.
-
-    num_threads: CPU threads per interpreter (1..16).
-    delegate: "cpu", "edgetpu" or "gpu" (see DELEGATES).
-    delegate_required: fail instead of falling back to the CPU.
-    gpu_delegate_library: path of the GPU delegate shared library.
-    """
-
-    num_threads: int = 2
-    delegate: str = "cpu"
-    delegate_required: bool = False
-    gpu_delegate_library: str | None = None
 
 
 def _runtime() -> tuple[type, Callable[..., Any]]:
@@ -82,26 +67,24 @@ def _load_library_delegate(library: str, options: dict | None = None) -> Any:
         raise DelegateError(f"{library} loaded but the delegate failed: {exc}") from None
 
 
-def _edgetpu_delegate(options: RuntimeOptions) -> Any:
+def _edgetpu_delegate(settings: RuntimeSettings) -> Any:
     return _load_library_delegate(EDGETPU_LIBRARY)
 
 
-def _gpu_delegate(options: RuntimeOptions) -> Any:
-    if not options.gpu_delegate_library:
-        raise DelegateError("delegate 'gpu' needs gpu_delegate_library (the .so path) in config")
-    return _load_library_delegate(options.gpu_delegate_library)
+def _gpu_delegate(settings: RuntimeSettings) -> Any:
+    return _load_library_delegate(settings.gpu_delegate_library)
 
 
-DELEGATES: dict[str, Callable[[RuntimeOptions], Any] | None] = {
+DELEGATES: dict[str, Callable[[RuntimeSettings], Any] | None] = {
     "cpu": None,
     "edgetpu": _edgetpu_delegate,
     "gpu": _gpu_delegate,
 }
 
 
-def resolve_model_file(path: Path, options: RuntimeOptions) -> Path:
-    """The file to load for ``path`` under ``options`` (the Edge TPU build when present)."""
-    if options.delegate == "edgetpu":
+def resolve_model_file(path: Path, settings: RuntimeSettings) -> Path:
+    """The file to load for ``path`` under ``settings`` (the Edge TPU build when present)."""
+    if settings.delegate == "edgetpu":
         compiled = path.with_name(path.stem + "_edgetpu.tflite")
         if compiled.is_file():
             return compiled
@@ -124,13 +107,13 @@ class TfliteModel:
 
     MAX_SHAPES = 24
 
-    def __init__(self, path: Path, options: RuntimeOptions) -> None:
-        path = resolve_model_file(Path(path), options)
+    def __init__(self, path: Path, settings: RuntimeSettings) -> None:
+        path = resolve_model_file(Path(path), settings)
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
         self.path = path
-        self._options = options
-        self._delegates = self._load_delegates(options)
+        self._settings = settings
+        self._delegates = self._load_delegates(settings)
         self.delegated = bool(self._delegates)
         self._by_shape: dict[tuple[int, ...], _Prepared] = {}
         first = self._new_interpreter()
@@ -148,27 +131,27 @@ class TfliteModel:
         try:
             return interpreter_class(
                 model_path=str(self.path),
-                num_threads=self._options.num_threads,
+                num_threads=self._settings.num_threads,
                 experimental_delegates=self._delegates or None,
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{self.path}: not a usable TFLite model ({exc})") from None
 
     @staticmethod
-    def _load_delegates(options: RuntimeOptions) -> list[Any]:
-        if options.delegate not in DELEGATES:
+    def _load_delegates(settings: RuntimeSettings) -> list[Any]:
+        if settings.delegate not in DELEGATES:
             raise DelegateError(
-                f"unknown delegate {options.delegate!r}; choose one of {sorted(DELEGATES)}"
+                f"unknown delegate {settings.delegate!r}; choose one of {sorted(DELEGATES)}"
             )
-        factory = DELEGATES[options.delegate]
+        factory = DELEGATES[settings.delegate]
         if factory is None:
             return []
         try:
-            return [factory(options)]
+            return [factory(settings)]
         except DelegateError as exc:
-            if options.delegate_required:
+            if settings.delegate_required:
                 raise
-            log.warning("delegate %r unavailable, running on the CPU: %s", options.delegate, exc)
+            log.warning("delegate %r unavailable, running on the CPU: %s", settings.delegate, exc)
             return []
 
     def _prepared(self, shape: tuple[int, ...]) -> _Prepared:
@@ -186,6 +169,11 @@ class TfliteModel:
                 del self._by_shape[next(iter(self._by_shape))]
         self._by_shape[shape] = prepared  # most recently used last
         return prepared
+
+    def close(self) -> None:
+        """Release the interpreters and delegates (the model cannot run afterwards)."""
+        self._by_shape.clear()
+        self._delegates = []
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run the model on one input array; returns every output as float32."""

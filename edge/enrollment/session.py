@@ -1,6 +1,6 @@
 """Enrollment from a camera: collect a few good, different samples of the one face in view.
 
-    session = EnrollmentSession("alice", EnrollSettings(), started_at=now)
+    session = EnrollmentSession("alice", EnrollSettings(), match_threshold=0.36, started_at=now)
     verdict = session.offer(faces, crop, embedding, now)   # per frame; crop/embedding of the one face
     session.state                                          # 'collecting', 'complete', 'timed_out' or 'stopped'
     session.finish()                                       # stop now: keep what was taken ('q' in edge enroll)
@@ -11,12 +11,11 @@ sample, and not a near-duplicate of a sample already taken (so the person
 turns their head a little: several angles). Nothing is stored until the
 session is complete; a timeout or a cancel stores nothing.
 ``collect`` runs a session on a frame source; ``save`` appends the samples;
-``DoorEnrollment`` runs sessions inside the door loop (button, MQTT).
+edge.enrollment.at_door runs sessions inside the door loop (button, MQTT).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,39 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.door.runtime import laplacian_variance
-from edge.door.sources import FrameSource
+from edge.enrollment.settings import EnrollSettings
+from edge.faces import Face
+from edge.frames import FrameSource
 from edge.gallery.store import Gallery
 from edge.perception.engine import FaceEngine
-from edge.types import Face
-
-
-@dataclass(frozen=True, slots=True)
-class EnrollSettings:
-    """What a good sample is and how long to try.
-
-    samples: samples to collect. timeout: seconds before giving up (nothing stored).
-    min_face_size: pixels (sqrt of box area). min_sharpness: variance of the
-    Laplacian of the aligned 112x112 crop. max_turn: how far the nose may sit
-    off the eyes' midpoint, as a fraction of the eye distance (0 = straight on).
-    max_similarity: a sample at least this similar (cosine) to one already
-    taken is a near-duplicate. min_same_person: cosine similarity to the first
-    sample below which the face is someone else.
-    """
-
-    samples: int = 5
-    timeout: float = 30.0
-    min_face_size: float = 80.0
-    min_sharpness: float = 30.0
-    max_turn: float = 0.35
-    max_similarity: float = 0.95
-    min_same_person: float = 0.36
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.samples <= 50:
-            raise ValueError(f"samples must be 1..50, got {self.samples}")
-        if not 1.0 <= self.timeout <= 600.0:
-            raise ValueError(f"timeout must be 1..600 seconds, got {self.timeout}")
+from edge.perception.sharpness import laplacian_variance
+from edge.similarity import is_match
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +45,11 @@ class Verdict:
 
 @dataclass
 class EnrollmentSession:
+    """One person's enrollment in progress; ``match_threshold`` tells the same person (edge.similarity)."""
+
     name: str
     settings: EnrollSettings
+    match_threshold: float
     started_at: float
     embeddings: list[np.ndarray] = field(default_factory=list)
     qualities: list[float] = field(default_factory=list)
@@ -116,7 +92,7 @@ class EnrollmentSession:
             return "face turned too far: look towards the camera"
         if self.embeddings:
             similarities = np.stack(self.embeddings) @ embedding
-            if similarities[0] < s.min_same_person:
+            if not is_match(similarities[0], self.match_threshold):
                 return "a different person than the first sample"
             if similarities.max() >= s.max_similarity:
                 return "too like a sample already taken: turn your head a little"
@@ -179,94 +155,3 @@ def save(session: EnrollmentSession, gallery_path: Path, model_id: str, source: 
         return gallery.append(np.stack(session.embeddings), [session.name] * n, [source] * n, session.qualities)
     finally:
         gallery.close()
-
-
-class DoorEnrollment:
-    """Enrollment at the running door, started by the button or an MQTT command.
-
-    ``request``/``cancel`` may be called from any thread (GPIO and MQTT
-    callbacks); the door loop hands frames to ``process`` while ``active``.
-    ``report(kind, message)`` hears 'progress' and 'status' messages (the
-    MQTT ``enrollment`` topic). Without a name the person is enrolled as
-    ``person_N`` (the first unused N), to be renamed later.
-    """
-
-    def __init__(
-        self,
-        engine: FaceEngine,
-        gallery_path: Path,
-        model_id: str,
-        settings: EnrollSettings,
-        report: Callable[[str, dict], None],
-        source_name: str = "door",
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.engine, self.gallery_path, self.model_id = engine, Path(gallery_path), model_id
-        self.settings, self.report, self.source_name, self.clock = settings, report, source_name, clock
-        self._lock = threading.Lock()
-        self._requested: tuple[str | None] | None = None
-        self._cancel = False
-        self._session: EnrollmentSession | None = None
-        self._last_reason: str | None = None
-
-    def request(self, name: str | None = None) -> None:
-        with self._lock:
-            self._requested = (name,)
-            self._cancel = False
-
-    def cancel(self) -> None:
-        with self._lock:
-            self._cancel = True
-            self._requested = None
-
-    def active(self) -> bool:
-        with self._lock:
-            return self._session is not None or self._requested is not None
-
-    def process(self, frame) -> None:
-        """Use one frame for the enrollment in progress (starting or ending it as asked)."""
-        with self._lock:
-            requested, self._requested = self._requested, None
-            cancel, self._cancel = self._cancel, False
-        if cancel and self._session is not None:
-            self._finish("cancelled", "cancelled; nothing stored")
-            return
-        if requested is not None:
-            name = requested[0] or self._automatic_name()
-            self._session = EnrollmentSession(name, self.settings, started_at=self.clock())
-            self._last_reason = None
-            self.report("status", {"state": "started", "name": name, "wanted": self.settings.samples,
-                                   "timeout": self.settings.timeout})
-        session = self._session
-        if session is None:
-            return
-        verdict = offer_frame(self.engine, session, frame.image, self.clock())
-        if verdict.accepted or verdict.reason != self._last_reason:
-            self._last_reason = verdict.reason
-            self.report("progress", {"name": session.name, "taken": verdict.taken, "wanted": verdict.wanted,
-                                     "accepted": verdict.accepted, "reason": verdict.reason})
-        if session.state == "complete":
-            try:
-                rows = save(session, self.gallery_path, self.model_id, f"enroll:{self.source_name}")
-            except Exception as exc:  # a locked or full gallery: say so, keep the door running
-                self._finish("failed", f"could not save: {exc}")
-                return
-            self._finish("saved", f"{len(rows)} samples saved")
-        elif session.state == "timed_out":
-            self._finish("timed_out", f"only {verdict.taken} of {verdict.wanted} good samples "
-                                      f"in {self.settings.timeout:.0f} s ({self._last_reason}); nothing stored")
-
-    def _finish(self, state: str, detail: str) -> None:
-        session, self._session = self._session, None
-        self.report("status", {"state": state, "name": session.name if session else None, "detail": detail})
-
-    def _automatic_name(self) -> str:
-        gallery = Gallery.open(self.gallery_path, self.model_id)
-        try:
-            taken = set(gallery.identities())
-        finally:
-            gallery.close()
-        n = 1
-        while f"person_{n}" in taken:
-            n += 1
-        return f"person_{n}"

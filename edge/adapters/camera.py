@@ -22,12 +22,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
+from edge.adapters.settings import CameraSettings
+from edge.frames import Frame, FrameSource
+from edge.messages import CameraStatus
 from edge.imageio import IMAGE_SUFFIXES, ImageError, load_image
 
 log = logging.getLogger(__name__)
@@ -35,27 +36,6 @@ log = logging.getLogger(__name__)
 
 class SourceError(RuntimeError):
     """A source that cannot be opened or stopped delivering frames."""
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One frame: ``image`` BGR uint8 (H, W, 3); ``time`` seconds (the source's clock)."""
-
-    image: np.ndarray
-    time: float
-    index: int
-
-
-class FrameSource(Protocol):
-    """What the runtime reads frames from."""
-
-    name: str
-
-    def __enter__(self) -> FrameSource: ...
-
-    def __exit__(self, *exc: object) -> None: ...
-
-    def read(self) -> Frame | None: ...
 
 
 class FolderSource:
@@ -192,8 +172,9 @@ class PiCameraSource:
         return frame
 
 
-def open_source(spec: str, width: int = 640, height: int = 480, fps: float = 10.0) -> FrameSource:
-    """The source a spec string names (see the module docstring); not yet opened."""
+def open_source(settings: CameraSettings) -> FrameSource:
+    """The source ``settings.source`` names (see the module docstring); not yet opened."""
+    spec, width, height, fps = settings.source, settings.frame_width, settings.frame_height, settings.folder_fps
     if spec == "picamera":
         return PiCameraSource(width, height)
     if spec.isdigit() or "://" in spec:
@@ -210,8 +191,8 @@ class Reconnecting:
     """Keeps a camera going: when it fails, close it, wait, reopen it; forever.
 
     Waits grow from ``first_delay`` doubling up to ``max_delay`` seconds and
-    reset after a frame arrives. ``on_state(state, detail)`` hears
-    'online' / 'offline' changes (for the published camera state).
+    reset after a frame arrives. ``on_state(CameraStatus)`` hears the camera
+    come and go (for the published camera state).
     ``sleep`` is injectable for tests. The end of a file or folder is
     passed through as None; only errors reconnect.
     """
@@ -219,7 +200,7 @@ class Reconnecting:
     def __init__(
         self,
         source: FrameSource,
-        on_state: Callable[[str, str], None] = lambda state, detail: None,
+        on_state: Callable[[CameraStatus], None] = lambda status: None,
         first_delay: float = 1.0,
         max_delay: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -244,7 +225,7 @@ class Reconnecting:
                 return self.source.read()
             except SourceError as exc:
                 log.warning("camera %s failed: %s", self.name, exc)
-                self._on_state("offline", str(exc))
+                self._on_state(CameraStatus(False, str(exc)))
                 self._close()
                 self._reopen(initial=False)
 
@@ -254,11 +235,11 @@ class Reconnecting:
             try:
                 self.source.__enter__()
                 self._open = True
-                self._on_state("online", "")
+                self._on_state(CameraStatus(True))
                 return
             except SourceError as exc:
                 if initial:
-                    self._on_state("offline", str(exc))
+                    self._on_state(CameraStatus(False, str(exc)))
                     initial = False
                 log.warning("camera %s unavailable (%s); retrying in %.0f s", self.name, exc, delay)
                 self._sleep(delay)

@@ -10,7 +10,7 @@ named after the person in them, or both:
       carol.jpg
 
 Each photo contributes one embedding: when building, its only face or its
-largest when that one is clearly the subject (edge.photos, rule "clear"),
+largest when that one is clearly the subject (edge.perception.photos, rule "clear"),
 else the one face that matches the person's clear photos (``pick_by_reference``:
 a group photo in alice's folder enrolls alice, not her friends); when adding
 to a gallery, its only face (or the largest with --largest). Any other photo
@@ -31,14 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.config import Config, embedding_model_id
 from edge.gallery.diskio import remove_tree
 from edge.gallery.errors import GalleryError
 from edge.gallery.store import Gallery
 from edge.imageio import IMAGE_SUFFIXES
-from edge.door.commands import CommandError, validate_name
-from edge.photos import Candidate, PhotoResult, SubjectRule, embed_photos
-from edge.types import BBox
+from edge.names import InvalidNameError, validate_name
+from edge.perception.modelset import embedding_model_id
+from edge.perception.photos import Candidate, PhotoResult, SubjectRule, embed_photos
+from edge.perception.settings import RecognitionSettings
+from edge.similarity import is_match
+from edge.faces import BBox
 
 BATCH_ROWS = 256
 """Rows appended per gallery transaction while building."""
@@ -181,14 +183,15 @@ def name_notes(photos: list[DatasetPhoto], enrolled: Counter | None = None) -> l
 def _add_named(photos: list[DatasetPhoto], skipped: list[Skipped], raw_name: str, path: Path) -> None:
     try:
         photos.append(DatasetPhoto(validate_name(raw_name), str(path)))
-    except CommandError as exc:
+    except InvalidNameError as exc:
         skipped.append(Skipped(str(path), f"unusable name {raw_name!r}: {exc}"))
 
 
 def build_gallery(
     dataset: Path,
     gallery_path: Path,
-    config: Config,
+    recognition: RecognitionSettings,
+    dtype: str = "float32",
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> BuildReport:
@@ -206,9 +209,9 @@ def build_gallery(
     photos, skipped = scan_dataset(dataset)
     report = BuildReport(str(gallery_path), skipped=skipped, notes=name_notes(photos))
     temporary = gallery_path.with_name(f".{gallery_path.name}.building-{uuid.uuid4().hex[:8]}")
-    gallery = Gallery.create(temporary, embedding_model_id(config.recognition), dtype=config.gallery.dtype)
+    gallery = Gallery.create(temporary, embedding_model_id(recognition), dtype=dtype)
     try:
-        _enroll(gallery, photos, config, workers, progress, "clear", report)
+        _enroll(gallery, photos, recognition, workers, progress, "clear", report)
         gallery.close()
         os.rename(temporary, gallery_path)
     except BaseException:
@@ -223,7 +226,7 @@ def add_to_gallery(
     gallery_path: Path,
     photos: list[DatasetPhoto],
     skipped: list[Skipped],
-    config: Config,
+    recognition: RecognitionSettings,
     largest: bool = False,
     workers: int | None = None,
     progress: Progress | None = None,
@@ -236,7 +239,7 @@ def add_to_gallery(
     """
     started = time.perf_counter()
     report = BuildReport(str(gallery_path), skipped=list(skipped))
-    gallery = Gallery.open(gallery_path, embedding_model_id(config.recognition), writable=True, lock_timeout=5.0)
+    gallery = Gallery.open(gallery_path, embedding_model_id(recognition), writable=True, lock_timeout=5.0)
     try:
         enrolled = {(r.identity, r.source) for r in gallery.row_info() if not r.deleted}
         report.notes = name_notes(photos, Counter(gallery.identities()))
@@ -246,19 +249,19 @@ def add_to_gallery(
                 report.skipped.append(Skipped(photo.path, f"already enrolled as {photo.identity} from this photo"))
             else:
                 fresh.append(photo)
-        _enroll(gallery, fresh, config, workers, progress, "largest" if largest else "single", report)
+        _enroll(gallery, fresh, recognition, workers, progress, "largest" if largest else "single", report)
     finally:
         gallery.close()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _enroll(gallery: Gallery, photos: list[DatasetPhoto], config: Config, workers: int | None,
+def _enroll(gallery: Gallery, photos: list[DatasetPhoto], recognition: RecognitionSettings, workers: int | None,
             progress: Progress | None, rule: SubjectRule, report: BuildReport) -> None:
     pending: list[tuple[DatasetPhoto, PhotoResult]] = []
     undecided: list[tuple[DatasetPhoto, PhotoResult]] = []  # several faces: wait for the person's clear photos
     sums: dict[str, np.ndarray] = {}  # per person, the sum of their clear samples: its direction is their mean
-    results = embed_photos([p.path for p in photos], config.recognition, workers, rule=rule)
+    results = embed_photos([p.path for p in photos], recognition, workers, rule=rule)
     for done, (photo, result) in enumerate(zip(photos, results), start=1):
         if result.embedding is not None:
             pending.append((photo, result))
@@ -271,7 +274,7 @@ def _enroll(gallery: Gallery, photos: list[DatasetPhoto], config: Config, worker
             _append(gallery, pending, report)
         if progress is not None:
             progress(done, len(photos))
-    threshold = config.recognition.match_threshold
+    threshold = recognition.match_threshold
     for photo, result in undecided:
         chosen, why = pick_by_reference(result.candidates, sums.get(photo.identity), threshold)
         if chosen is None:
@@ -299,7 +302,7 @@ def pick_by_reference(
         return None, "no clear photo of this person to compare with"
     centre = reference / max(float(np.linalg.norm(reference)), 1e-12)
     similarities = np.stack([c.embedding for c in candidates]) @ centre
-    matching = np.flatnonzero(similarities >= threshold)
+    matching = np.flatnonzero(is_match(similarities, threshold))
     if len(matching) == 0:
         return None, "none matches this person's other photos"
     if len(matching) > 1:

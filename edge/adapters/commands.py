@@ -16,9 +16,7 @@ subtopic            action                payload
                                           entity sends it so), not JSON
 ==================  ====================  =====================================================
 
-A name is stripped of surrounding whitespace and must then be 1..64
-characters long, contain no control characters and no ``/``, and not start
-with ``.`` (a name becomes a folder name in a dataset). Payloads are UTF-8
+Names follow edge.names (the one name rule). Payloads are UTF-8
 and at most ``MAX_PAYLOAD_BYTES`` long; JSON payloads must be objects with no
 fields other than ``name``.
 
@@ -30,9 +28,10 @@ command never reaches the door's command handler.
 from __future__ import annotations
 
 import json
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from edge.names import InvalidNameError, validate_name
 
 Action = Literal["enroll_start", "enroll_cancel", "remove", "reload", "set_name"]
 
@@ -45,7 +44,6 @@ SUBTOPICS: dict[str, Action] = {
 }
 """Command subtopic (the last topic level) -> action."""
 
-MAX_NAME_CHARS = 64
 MAX_PAYLOAD_BYTES = 4096
 BUTTON_PAYLOAD = "PRESS"
 """What Home Assistant's MQTT button sends by default; accepted wherever no argument is needed."""
@@ -101,24 +99,6 @@ def parse_command(subtopic: str, payload: bytes) -> Command:
     return Command(action)
 
 
-def validate_name(raw: str) -> str:
-    """``raw`` stripped of surrounding whitespace and in Unicode NFC (so that 'José' typed and 'José'
-    from a macOS file name are one name), if it is a valid person name; else ``CommandError``."""
-    name = unicodedata.normalize("NFC", raw.strip())
-    if not name:
-        raise CommandError("name is empty")
-    if len(name) > MAX_NAME_CHARS:
-        raise CommandError(f"name is {len(name)} characters long; at most {MAX_NAME_CHARS} are allowed")
-    if "/" in name:
-        raise CommandError("name must not contain '/'")
-    if name.startswith("."):
-        raise CommandError("name must not start with '.'")
-    for ch in name:
-        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
-            raise CommandError(f"name must not contain control characters (found U+{ord(ch):04X})")
-    return name
-
-
 def _is_bare(text: str) -> bool:
     """True for the argument-free payloads: empty, whitespace or the button's ``PRESS``."""
     stripped = text.strip()
@@ -144,5 +124,5 @@ def _name_field(subtopic: str, value: object) -> str:
         raise CommandError(f'{subtopic}: "name" must be a string, got {type(value).__name__}')
     try:
         return validate_name(value)
-    except CommandError as exc:
+    except InvalidNameError as exc:
         raise CommandError(f"{subtopic}: {exc}") from None

@@ -31,7 +31,7 @@ for name in sys.argv[2:]:
     getattr(caching, name).ensure_cache_path = unwritable
 
 import numpy as np
-from edge import match
+from edge.gallery import topk
 
 found = [-1]
 if compile_:
@@ -64,7 +64,7 @@ def test_read_only_package_dir_falls_back_to_the_user_cache_dir(tmp_path, monkey
     (simulated: as root a chmod would not stop the write)."""
     import numba.core.caching as caching
 
-    from edge import match
+    from edge.gallery import topk
 
     def unwritable(self):
         raise PermissionError(13, "simulated read-only directory", self.get_cache_path())

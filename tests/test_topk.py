@@ -1,11 +1,11 @@
-"""edge.match.top_k against exact numpy search."""
+"""edge.gallery.topk.top_k against exact numpy search."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.match import _read_only, _scan, top_k
+from edge.gallery.topk import _read_only, _scan, top_k
 
 
 def unit_rows(rng, n, dim):

@@ -1,0 +1,87 @@
+"""Settings of the door's components: tracker, decision and loop (the [door] section).
+
+    TrackerSettings   edge.door.tracking.Tracker             [door.tracker]
+    DecisionSettings  edge.door.decision.DecisionMaker       [door.decision]
+    LoopSettings      edge.door.loop.DoorLoop                [door]
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from edge.names import DeviceId
+from edge.settings import Count, Settings
+from edge.similarity import Similarity
+
+
+class TrackerSettings(Settings):
+    """Which face in this frame is which in the last one.
+
+    iou: the least box overlap (intersection over union, 0..1] with a track's
+    last box for a face to continue that track. gap: seconds a track may go
+    unseen before it ends (the person left).
+    """
+
+    iou: float = Field(0.3, gt=0.0, le=1.0, description="box overlap that continues a track")
+    gap: float = Field(2.0, ge=0.0, le=60.0, description="seconds unseen before a person counts as gone")
+
+
+class DecisionSettings(Settings):
+    """When a track's attempts become a 'recognized' or 'unknown' event.
+
+    Similarities are cosine similarities (-1..1). An attempt counts for the
+    person it names when it is a match (edge.similarity.is_match with the
+    [recognition] match_threshold), and as a stranger below
+    ``unknown_threshold`` (at most the match threshold; in between it counts
+    for nobody).
+
+    window: recent usable attempts per track considered. min_agreeing:
+    attempts in the window naming one person to announce them. min_unknown:
+    attempts below unknown_threshold to announce a stranger. cooldown:
+    seconds before the same person is announced again, on any track.
+    min_face_size: pixels (sqrt of box area); smaller faces are not used for
+    decisions (a door camera sees a visitor's face large). min_sharpness:
+    variance of the Laplacian of the aligned crop; 0 turns the check off.
+    """
+
+    unknown_threshold: Similarity = Field(0.30, description="similarity below which an attempt counts as a stranger")
+    window: Count = Field(5, ge=1, le=50, description="recent attempts per person considered")
+    min_agreeing: Count = Field(3, ge=1, le=50, description="attempts naming one person to announce them")
+    min_unknown: Count = Field(4, ge=1, le=50, description="attempts below unknown_threshold to announce a stranger")
+    cooldown: float = Field(60.0, ge=0.0, le=86400.0, description="seconds before the same person is announced again")
+    min_face_size: float = Field(60.0, ge=0.0, le=2000.0, description="pixels; smaller faces are not used")
+    min_sharpness: float = Field(0.0, ge=0.0, le=1e6, description="variance of the Laplacian; 0 = off")
+
+    @model_validator(mode="after")
+    def _counts_fit_window(self) -> DecisionSettings:
+        for name in ("min_agreeing", "min_unknown"):
+            if getattr(self, name) > self.window:
+                raise ValueError(f"{name} ({getattr(self, name)}) must not exceed window ({self.window})")
+        return self
+
+    def check_against(self, match_threshold: float) -> None:
+        """Raise ValueError unless unknown_threshold is at most ``match_threshold``."""
+        if self.unknown_threshold > match_threshold:
+            raise ValueError(
+                f"unknown_threshold ({self.unknown_threshold}) must not exceed match_threshold ({match_threshold})"
+            )
+
+
+class LoopSettings(Settings):
+    """The door loop: who it is, how often it looks and matches.
+
+    device_id names the door in events, MQTT topics and Home Assistant;
+    device_name is the name Home Assistant shows (default: device_id).
+    detect_every: search for faces in every n-th frame. attempts_per_second:
+    most gallery matches per track per second of frame time. unknown_recheck:
+    seconds between matches of a track already announced unknown (it may
+    still turn out to be someone, e.g. after turning round).
+    """
+
+    device_id: DeviceId = Field("door", description="names the door in topics and in Home Assistant")
+    device_name: str | None = Field(None, min_length=1, max_length=100, description="the name Home Assistant shows")
+    detect_every: int = Field(1, ge=1, le=30, description="search for faces in every n-th frame")
+    attempts_per_second: float = Field(10.0, gt=0.0, le=60.0, description="most gallery matches per person per second")
+    unknown_recheck: float = Field(1.0, ge=0.0, le=60.0, description="seconds between matches of a face announced unknown")
+    tracker: TrackerSettings = TrackerSettings()
+    decision: DecisionSettings = DecisionSettings()

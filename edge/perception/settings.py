@@ -1,0 +1,93 @@
+"""Settings of the perception components: runtime, detector, embedder, and the engine that holds them.
+
+Each model here belongs to one component and is what its constructor takes:
+
+    RuntimeSettings      edge.perception.litert.TfliteModel
+    DetectorSettings     edge.perception.detect.MtcnnDetector (and FaceEngine.detect)
+    EmbedderSettings     edge.perception.embed.Embedder
+    RecognitionSettings  edge.perception.engine.FaceEngine.open: the [recognition] section
+
+Kept apart from the components' code so that a config is read and checked
+without loading OpenCV, numba or LiteRT.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from edge.settings import Probability, Settings
+from edge.similarity import MATCH_THRESHOLD, MatchThreshold
+
+ModelSetName = Literal["float16", "float32", "int8"]
+"""The model sets of edge.perception.modelset.MODEL_SETS."""
+
+
+class RuntimeSettings(Settings):
+    """How LiteRT interpreters are created (edge.perception.litert).
+
+    num_threads: CPU threads per interpreter. delegate: "cpu" (XNNPACK),
+    "edgetpu" (Coral, libedgetpu) or "gpu" (the TFLite GPU delegate from
+    ``gpu_delegate_library``). A delegate that cannot load falls back to the
+    CPU with one log line, unless ``delegate_required``.
+    """
+
+    num_threads: int = Field(2, ge=1, le=16, description="CPU threads per model")
+    delegate: Literal["cpu", "edgetpu", "gpu"] = "cpu"
+    delegate_required: bool = Field(False, description="fail instead of falling back to the CPU")
+    gpu_delegate_library: str | None = Field(None, min_length=1, description="path of the GPU delegate .so")
+
+    @model_validator(mode="after")
+    def _gpu_needs_library(self) -> RuntimeSettings:
+        if self.delegate == "gpu" and self.gpu_delegate_library is None:
+            raise ValueError("delegate 'gpu' needs gpu_delegate_library (the .so path)")
+        return self
+
+
+class DetectorSettings(Settings):
+    """MTCNN detection (edge.perception.detect).
+
+    min_face_size: the smallest face searched for, in pixels of the detection
+    image; smaller faces are never found (and the search is faster the larger
+    this is). scale_factor: ratio between pyramid levels (higher finds more,
+    slower). thresholds: face-probability cut-offs of P-Net, R-Net and O-Net.
+    max_side: images whose longer side exceeds this many pixels are searched
+    on a downscaled copy (faces come back in the full image's pixels).
+    """
+
+    min_face_size: float = Field(20.0, ge=12.0, le=2000.0, description="pixels")
+    scale_factor: float = Field(0.709, ge=0.3, le=0.95, description="pyramid step")
+    thresholds: tuple[Probability, Probability, Probability] = Field(
+        (0.6, 0.7, 0.9), description="face probability cut-offs of P-Net, R-Net, O-Net"
+    )
+    """O-Net's 0.9 (MTCNN's usual is 0.7): of 2,999 LFW photos none had its main
+    face below 0.95, while folds of a dark suit in a bundled portrait scored 0.82."""
+    max_side: int = Field(1280, ge=64, le=8192, description="larger images are downscaled for detection, pixels")
+
+
+class EmbedderSettings(Settings):
+    """SFace embedding (edge.perception.embed).
+
+    flip_average: also embed the mirrored crop and average the two (twice
+    the cost; on LFW it did not help the float models).
+    """
+
+    flip_average: bool = Field(False, description="average each embedding with its mirror image's")
+
+
+class RecognitionSettings(Settings):
+    """The [recognition] section: which models, on what runtime, and when two faces are one person.
+
+    match_threshold is not used by the engine itself: it is the one
+    "same person" threshold (edge.similarity.is_match) that gallery search,
+    the door's decisions, enrollment, verify and find all use.
+    """
+
+    models_dir: Path | None = Field(None, description="folder with the .tflite files and manifest.json")
+    model_set: ModelSetName = "float16"
+    match_threshold: MatchThreshold = Field(MATCH_THRESHOLD, description="cosine similarity for 'same person', 0..1")
+    runtime: RuntimeSettings = RuntimeSettings()
+    detector: DetectorSettings = DetectorSettings()
+    embedder: EmbedderSettings = EmbedderSettings()

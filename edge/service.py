@@ -1,0 +1,169 @@
+"""`edge run`: the door service, wired from one Config.
+
+Opens, in order, the gallery, the MQTT link (when [mqtt] host is set; else
+events go to stdout as JSON lines), the engine, the camera (reopened with
+backoff when it fails; a file or folder is played once), enrollment (MQTT
+commands, and the GPIO button and light when configured) and systemd's
+notifier, then runs the loop until the source ends (with ``exit_at_end``)
+or SIGTERM/SIGINT. Every resource is entered on one ExitStack, so each is
+closed on every path out, errors included; the link's close publishes
+``offline``. Commands from MQTT run on the link's thread: they change the
+gallery (whose readers see the change) or ask the loop to enroll.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from edge.adapters.camera import FolderSource, OpenCvSource, Reconnecting, SourceError, open_source
+from edge.adapters.commands import Command
+from edge.adapters.gpio import EnrollButton, EnrollLight
+from edge.adapters.stdout import StdoutPublisher
+from edge.adapters.systemd import Notifier
+from edge.config import Config, ConfigError
+from edge.door.loop import DoorLoop, Publisher
+from edge.enrollment.at_door import DoorEnrollment
+from edge.gallery.store import Gallery
+from edge.messages import CameraStatus, EnrollmentMessage, Event, State
+from edge.perception.engine import FaceEngine
+from edge.perception.modelset import embedding_model_id
+
+log = logging.getLogger(__name__)
+
+
+class MqttPublisher:
+    """The loop's reports over the MQTT link (edge.adapters.mqtt).
+
+    The camera's state rides in the retained ``state`` message
+    (``camera_online``, ``camera_detail``), so Home Assistant and anyone
+    subscribing later see whether the door can currently see.
+    """
+
+    def __init__(self, link, device: str, camera: str) -> None:
+        self.link = link
+        self._state = State((), None, device, camera)
+
+    def publish_event(self, event: Event) -> None:
+        self.link.publish_event(event)
+
+    def publish_state(self, state: State) -> None:
+        self._state = State(state.present, state.last_person, state.device, state.camera,
+                            self._state.camera_online, self._state.camera_detail)
+        self.link.publish_state(self._state)
+
+    def publish_camera(self, status: CameraStatus) -> None:
+        s = self._state
+        self._state = State(s.present, s.last_person, s.device, s.camera, status.online, status.detail)
+        self.link.publish_state(self._state)
+
+    def publish_enrollment(self, message: EnrollmentMessage) -> None:
+        self.link.publish_enrollment(message)
+
+
+class CommandHandler:
+    """Carries out MQTT commands; anything it cannot do raises (the link answers on `error`)."""
+
+    def __init__(self, gallery_path: Path, model_id: str) -> None:
+        self.gallery_path, self.model_id = gallery_path, model_id
+        self.next_name: str | None = None
+        self.enrollment: DoorEnrollment | None = None
+
+    def __call__(self, command: Command) -> None:
+        if command.action == "set_name":
+            self.next_name = command.name
+        elif command.action == "enroll_start":
+            self._enrollment().request(command.name or self.next_name)
+        elif command.action == "enroll_cancel":
+            self._enrollment().cancel()
+        elif command.action == "remove":
+            with Gallery.open(self.gallery_path, self.model_id, writable=True, lock_timeout=5.0) as gallery:
+                removed = gallery.delete_identity(command.name)
+            if not removed:
+                raise ValueError(f"nobody named {command.name!r} is enrolled")
+            log.info("removed %s (%d samples)", command.name, removed)
+        elif command.action == "reload":
+            pass  # the loop's Gallery.view() re-reads the gallery whenever it changed
+        else:
+            raise ValueError(f"unknown action {command.action!r}")
+
+    def start_from_button(self) -> None:
+        self._enrollment().request(self.next_name)
+
+    def _enrollment(self) -> DoorEnrollment:
+        if self.enrollment is None:
+            raise ValueError("enrollment is not ready yet")
+        return self.enrollment
+
+
+def run_door(config: Config, exit_at_end: bool = False) -> int:
+    """Run the door until the source ends (exit_at_end) or a signal; returns frames processed."""
+    if config.gallery.path is None:
+        raise ConfigError("no gallery: pass --gallery DIR or set [gallery] path (make one with `edge gallery build`)")
+    gallery_path = Path(config.gallery.path)
+    door = config.door
+    with ExitStack() as stack:
+        model_id = embedding_model_id(config.recognition)
+        gallery = stack.enter_context(Gallery.open(gallery_path, model_id=model_id))
+        try:
+            source = open_source(config.camera)
+        except SourceError as exc:
+            raise ConfigError(str(exc)) from None
+        commands = CommandHandler(gallery_path, model_id)
+        publisher: Publisher = StdoutPublisher()
+        if config.mqtt.host is not None:
+            from edge.adapters.mqtt import MqttLink
+
+            link = MqttLink(config.mqtt, door.device_id, door.device_name, commands)
+            link.start()
+            stack.callback(link.stop)  # publishes "offline", on errors too
+            publisher = MqttPublisher(link, door.device_id, source.name)
+        engine = stack.enter_context(FaceEngine.open(config.recognition))
+        loop = DoorLoop(engine, gallery, publisher, door, config.recognition.match_threshold, source.name)
+        light = stack.enter_context(EnrollLight(config.light)) if config.light.pin is not None else None
+
+        def report_enrollment(message: EnrollmentMessage) -> None:
+            publisher.publish_enrollment(message)
+            if light is not None:
+                light.update(message)
+
+        loop.enrollment = commands.enrollment = DoorEnrollment(
+            engine, gallery_path, model_id, config.enrollment, config.recognition.match_threshold,
+            report_enrollment, source.name,
+        )
+        if config.button.pin is not None:
+            stack.enter_context(EnrollButton(config.button, commands.start_from_button, loop.enrollment.cancel))
+        stop = stack.enter_context(_stop_on_signals(loop))
+        replay = isinstance(source, FolderSource) or (isinstance(source, OpenCvSource) and source.is_file)
+        try:
+            opened = stack.enter_context(source if replay else Reconnecting(source, publisher.publish_camera))
+        except SourceError as exc:
+            raise ConfigError(str(exc)) from None
+        notifier = stack.enter_context(Notifier())
+        notifier.notify("READY=1")
+        frames = loop.run(opened, notifier.ping)
+        if not exit_at_end and config.mqtt.host is not None:
+            while not stop.wait(notifier.interval):  # the source ended: keep serving commands
+                notifier.ping()
+        return frames
+
+
+@contextmanager
+def _stop_on_signals(loop: DoorLoop) -> Iterator[threading.Event]:
+    """SIGTERM and SIGINT stop the loop (and set the event); the previous handlers come back after."""
+    stop = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        stop.set()
+        loop.stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
