@@ -1,14 +1,15 @@
-# Two entry points: `make run` and `make test`. Both create .venv on first use.
+# Entry points: `make run`, `make test` (all tests) and `make check` (the fast ones). All create .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+comma := ,
 # On Raspberry Pi OS picamera2 and libcamera come from apt, so the venv must see system packages.
-ON_PI := $(shell grep -qs 'Raspberry Pi' /proc/device-tree/model && echo yes)
+# Detected from /proc/device-tree; override with `make ON_PI=yes ...` (or ON_PI= for no).
+ON_PI ?= $(shell grep -qs 'Raspberry Pi' /proc/device-tree/model && echo yes)
 VENV_FLAGS := $(if $(ON_PI),--system-site-packages,)
 EXTRAS := $(if $(ON_PI),test$(comma)pi,test)
-comma := ,
 
-.PHONY: run test clean
+.PHONY: run test check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
@@ -21,8 +22,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/edge demo
 
+# Everything, CI included: subprocesses, broker, display, LFW, crash loops.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+# The quick loop while editing: everything not marked slow.
+check: $(VENV)/.installed
+	$(BIN)/python -m pytest -m "not slow"
 
 clean:
 	rm -rf $(VENV) .pytest_cache

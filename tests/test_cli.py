@@ -8,6 +8,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 
 from conftest import FACES
 from edge.cli import main
@@ -33,8 +34,10 @@ def test_same_and_different_person_as_json(capsys):
 
 
 def test_text_output_and_threshold(capsys):
-    code, out, _ = run(capsys, "verify", str(FACES / "obama.jpg"), str(FACES / "biden.jpg"), "--threshold", "-1")
-    assert code == EXIT_OK and "same person" in out and ">= -1.000" in out
+    code, out, _ = run(capsys, "verify", str(FACES / "obama.jpg"), str(FACES / "biden.jpg"), "--threshold", "0")
+    assert code == EXIT_OK and "same person" in out and ">= 0.000" in out
+    code, _, err = run(capsys, "verify", str(FACES / "obama.jpg"), str(FACES / "biden.jpg"), "--threshold", "-0.2")
+    assert code == EXIT_USAGE and "--threshold -0.2: must be a cosine similarity within 0..1" in err
 
 
 def test_pairs_file_with_bad_inputs(tmp_path, capsys):
@@ -72,6 +75,7 @@ def test_usage_errors(tmp_path, capsys):
     assert code == EXIT_USAGE and "num_threads" in err
 
 
+@pytest.mark.slow
 def test_console_script_runs():
     out = subprocess.run(
         [sys.executable, "-m", "edge.cli", "verify", str(FACES / "obama2.jpg"), str(FACES / "obama3.jpg")],

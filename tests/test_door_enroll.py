@@ -12,7 +12,11 @@ from edge.perception.settings import RecognitionSettings
 from edge import demo
 from edge.adapters.gpio import EnrollButton
 from edge.adapters.commands import Command
-from edge.enrollment.session import DoorEnrollment, EnrollSettings
+from edge.adapters.settings import ButtonSettings, LightSettings
+from edge.door.settings import LoopSettings
+from edge.enrollment.at_door import DoorEnrollment
+from edge.enrollment.settings import EnrollSettings
+from edge.messages import EnrollmentStatus
 from edge.door.loop import DoorLoop
 from edge.service import CommandHandler
 from edge.adapters.camera import FolderSource
@@ -31,11 +35,12 @@ class Recorder:
     def publish_state(self, state):
         pass
 
-    def publish_camera(self, state, detail):
+    def publish_camera(self, status):
         pass
 
-    def publish_enrollment(self, kind, message):
-        self.enrollment.append((kind, message))
+    def publish_enrollment(self, message):
+        fields = message.to_dict()
+        self.enrollment.append((fields["type"], fields))
 
 
 def frames(folder, *shots):
@@ -50,8 +55,9 @@ def door(tmp_path, engine):
     Gallery.create(path, model_id).close()
     gallery = Gallery.open(path, model_id)
     recorder = Recorder()
-    loop = DoorLoop(engine, gallery, recorder)
-    loop.enrollment = DoorEnrollment(engine, path, model_id, EnrollSettings(samples=3, min_face_size=60), recorder.publish_enrollment)
+    loop = DoorLoop(engine, gallery, recorder, LoopSettings(), 0.36)
+    loop.enrollment = DoorEnrollment(engine, path, model_id, EnrollSettings(samples=3, min_face_size=60), 0.36,
+                                     recorder.publish_enrollment)
     yield loop, recorder, path
     gallery.close()
 
@@ -67,7 +73,8 @@ def test_button_press_enrolls_good_samples_and_rejects_bad_ones(door, tmp_path):
     factory = MockFactory()
     commands = CommandHandler(path, loop.enrollment.model_id)
     commands.enrollment = loop.enrollment
-    button = EnrollButton(17, commands.start_from_button, loop.enrollment.cancel, hold_seconds=0.5, pin_factory=factory)
+    button = EnrollButton(ButtonSettings(pin=17, hold=0.5), commands.start_from_button, loop.enrollment.cancel,
+                          pin_factory=factory)
     try:
         press(factory.pin(17))
         with FolderSource(frames(tmp_path / "f", "blank", "obama.jpg", "obama.jpg", "biden.jpg", "obama2.jpg", "obama3.jpg")) as source:
@@ -91,14 +98,14 @@ def test_button_press_enrolls_good_samples_and_rejects_bad_ones(door, tmp_path):
 def test_long_press_cancels_and_stores_nothing(door, tmp_path):
     loop, recorder, path = door
     factory = MockFactory()
-    button = EnrollButton(17, lambda: loop.enrollment.request("alice"), loop.enrollment.cancel,
-                          hold_seconds=0.2, pin_factory=factory)
+    button = EnrollButton(ButtonSettings(pin=17, hold=0.5), lambda: loop.enrollment.request("alice"),
+                          loop.enrollment.cancel, pin_factory=factory)
     pin = factory.pin(17)
     try:
         press(pin)
         with FolderSource(frames(tmp_path / "f", "obama.jpg", "obama2.jpg")) as source:
             loop.process(source.read())  # started, one sample taken
-            press(pin, seconds=0.5)  # held: cancel
+            press(pin, seconds=0.9)  # held past the 0.5 s hold: cancel
             loop.process(source.read())
     finally:
         button.close()
@@ -131,17 +138,17 @@ def test_light_blinks_while_enrolling_and_stays_lit_when_saved():
     from edge.adapters.gpio import EnrollLight
 
     factory = MockFactory()
-    light = EnrollLight(27, saved_seconds=0.5, pin_factory=factory)
+    light = EnrollLight(LightSettings(pin=27, saved_seconds=0.5), pin_factory=factory)
     pin = factory.pin(27)
     try:
-        light.update("status", {"state": "started"})
+        light.update(EnrollmentStatus("started", None))
         time.sleep(0.5)
         states = {change.state for change in pin.states}
         assert {True, False} <= states  # it blinked
-        light.update("status", {"state": "saved"})
+        light.update(EnrollmentStatus("saved", None))
         time.sleep(0.1)
         assert pin.state is True
-        light.update("status", {"state": "cancelled"})
+        light.update(EnrollmentStatus("cancelled", None))
         assert pin.state is False
     finally:
         light.close()

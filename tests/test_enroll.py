@@ -12,7 +12,8 @@ from edge.cli.common import EXIT_INPUT, EXIT_OK, EXIT_USAGE
 from edge.perception.modelset import embedding_model_id
 from edge.perception.settings import RecognitionSettings
 from edge import demo
-from edge.enrollment.session import EnrollmentSession, EnrollSettings, turn
+from edge.enrollment.settings import EnrollSettings
+from edge.enrollment.session import EnrollmentSession, turn
 from edge.gallery.store import Gallery
 from edge.faces import BBox, Face
 
@@ -81,7 +82,7 @@ def face_at(size, nose_x=0.5):
 
 def test_session_rules_small_turned_blurred_and_timeout():
     settings = EnrollSettings(samples=2, timeout=10, min_face_size=80, min_sharpness=30)
-    session = EnrollmentSession("x", settings, started_at=0.0)
+    session = EnrollmentSession("x", settings, 0.36, started_at=0.0)
     sharp = np.zeros((112, 112, 3), np.uint8)
     sharp[::2] = 255  # stripes: a high Laplacian variance
     flat = np.full((112, 112, 3), 128, np.uint8)
@@ -97,7 +98,7 @@ def test_session_rules_small_turned_blurred_and_timeout():
 
 
 def test_a_camera_that_fails_mid_enrollment_stores_nothing(tmp_path, gallery, capsys, monkeypatch):
-    from edge.door import sources
+    from edge.adapters import camera as sources
 
     frames = scene(tmp_path / "frames", "obama.jpg", "obama2.jpg")
 
@@ -110,7 +111,7 @@ def test_a_camera_that_fails_mid_enrollment_stores_nothing(tmp_path, gallery, ca
                 raise sources.SourceError("video source '0' stopped delivering frames")
             return frame
 
-    monkeypatch.setattr(sources, "open_source", lambda spec, *args: FailingCamera(frames))
+    monkeypatch.setattr(sources, "open_source", lambda settings: FailingCamera(frames))
     code, out, err = run(capsys, "enroll", "--name", "Barack", "--source", "0", "--gallery", gallery,
                          "--samples", "3", "--preview", "none", "--json")
     assert code == EXIT_INPUT, err

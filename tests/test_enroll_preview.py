@@ -26,7 +26,8 @@ from edge.cli.preview import ACCEPTED_BGR, REJECTED_BGR, TerminalKeys, TkWindow,
 from edge.perception.modelset import embedding_model_id
 from edge.perception.settings import RecognitionSettings
 from edge import demo
-from edge.enrollment.session import EnrollmentSession, EnrollSettings, Verdict, collect
+from edge.enrollment.settings import EnrollSettings
+from edge.enrollment.session import EnrollmentSession, Verdict, collect
 from edge.adapters.camera import FolderSource
 from edge.gallery.store import Gallery
 from edge.faces import BBox, Face
@@ -109,7 +110,7 @@ class ScriptedKeys:
 @pytest.mark.parametrize("key, state, kept", [("save", "complete", 2), ("cancel", "cancelled", 2)])
 def test_a_key_ends_collecting_early(engine, tmp_path, key, state, kept):
     frames = two_samples_then_nobody(tmp_path / "frames", blanks=3)
-    session = EnrollmentSession("Barack", EnrollSettings(samples=5), started_at=0.0)
+    session = EnrollmentSession("Barack", EnrollSettings(samples=5), 0.36, started_at=0.0)
     keys = ScriptedKeys(key, after=2)
     with FolderSource(frames) as source:
         assert collect(engine, source, session, keys.show, clock=lambda: 1.0) == state
@@ -117,7 +118,7 @@ def test_a_key_ends_collecting_early(engine, tmp_path, key, state, kept):
 
 
 def test_saving_before_any_sample_stops_with_nothing_to_store():
-    session = EnrollmentSession("x", EnrollSettings(samples=3), started_at=0.0)
+    session = EnrollmentSession("x", EnrollSettings(samples=3), 0.36, started_at=0.0)
     session.finish()
     assert session.state == "stopped"
 
@@ -193,6 +194,7 @@ class Enrolling:
         return self.process.returncode, out
 
 
+@pytest.mark.slow
 def test_q_in_the_terminal_saves_the_samples_taken_so_far(tmp_path, gallery):
     frames = two_samples_then_nobody(tmp_path / "frames")
     master, slave = os.openpty()
@@ -211,6 +213,7 @@ def test_q_in_the_terminal_saves_the_samples_taken_so_far(tmp_path, gallery):
     assert enrolled(gallery) == {"Barack": 2}
 
 
+@pytest.mark.slow
 def test_ctrl_c_stores_nothing_and_gives_the_terminal_back(tmp_path, gallery):
     frames = two_samples_then_nobody(tmp_path / "frames")
     master, slave = os.openpty()
@@ -233,6 +236,7 @@ def test_ctrl_c_stores_nothing_and_gives_the_terminal_back(tmp_path, gallery):
 # --- the window ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_window_shows_the_frame_and_answers_its_keys(display, monkeypatch):
     monkeypatch.setenv("DISPLAY", display.name)
     window = TkWindow("edge enroll: test")
@@ -259,6 +263,7 @@ def test_window_preview_without_a_display_is_a_usage_error(tmp_path, gallery, mo
     assert code == EXIT_USAGE and "cannot open a window" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key, code, outcome, stored", [
     ("q", EXIT_OK, "complete", {"Barack": 2}),
     ("Escape", EXIT_INPUT, "cancelled", {}),

@@ -80,6 +80,7 @@ def test_open_maps_the_matrix(tmp_path, rng):
         assert isinstance(base.obj if isinstance(base, memoryview) else base, mmap.mmap)
 
 
+@pytest.mark.slow
 def test_reader_sees_rows_from_a_writer_process_without_reopening(tmp_path, rng):
     path = tmp_path / "g"
     Gallery.create(path, MODEL).close()
@@ -99,6 +100,7 @@ def test_reader_sees_rows_from_a_writer_process_without_reopening(tmp_path, rng)
     reader.close()
 
 
+@pytest.mark.slow
 def test_reader_process_sees_rows_from_this_writer(tmp_path, rng):
     path = tmp_path / "g"
     writer = Gallery.create(path, MODEL)

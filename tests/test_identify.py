@@ -13,6 +13,7 @@ from conftest import FACES, side_by_side
 from edge.cli import main
 from edge.cli.common import EXIT_INPUT, EXIT_OK, EXIT_USAGE
 from edge.config import Config
+from edge.perception.settings import RecognitionSettings
 from edge import demo
 from edge.enrollment.dataset import build_gallery
 
@@ -65,8 +66,8 @@ def test_json_gives_boxes_scores_and_the_nearest_person_regardless_of_threshold(
 
 
 def test_threshold_and_vote(gallery, photos, capsys):
-    code, out, _ = run(capsys, "identify", photos / "b_biden.jpg", "--gallery", gallery, "--threshold", "-1")
-    assert code == EXIT_OK and out.strip().endswith(",obama")  # everyone matches at -1
+    code, out, _ = run(capsys, "identify", photos / "b_biden.jpg", "--gallery", gallery, "--threshold", "0")
+    assert code == EXIT_OK and out.strip().endswith(",obama")  # biden is 0.11 like obama: a match at 0
     code, out, _ = run(capsys, "identify", photos / "a_obama.jpg", "--gallery", gallery, "--k", "2", "--json")
     assert code == EXIT_OK and json.loads(out)["faces"][0]["name"] == "obama"
     code, _, err = run(capsys, "identify", photos, "--gallery", gallery, "--k", "0")

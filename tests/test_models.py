@@ -8,10 +8,11 @@ import shutil
 
 import pytest
 
-from edge.perception.detect import DetectorSettings, MtcnnDetector
+from edge.perception.detect import MtcnnDetector
 from edge.perception.embed import Embedder
 from edge.perception.modelset import MODEL_SETS, default_models_dir, model_files
-from edge.perception.litert import DelegateError, ModelError, RuntimeOptions, TfliteModel
+from edge.perception.litert import DelegateError, ModelError, TfliteModel
+from edge.perception.settings import DetectorSettings, EmbedderSettings, RecognitionSettings, RuntimeSettings
 
 MODELS = default_models_dir()
 
@@ -50,26 +51,26 @@ def test_a_non_model_file_is_refused(tmp_path):
     bogus = tmp_path / "bogus.tflite"
     bogus.write_bytes(b"this is not a flatbuffer" * 10)
     with pytest.raises(ModelError, match="not a usable TFLite model"):
-        TfliteModel(bogus, RuntimeOptions())
+        TfliteModel(bogus, RuntimeSettings())
     with pytest.raises(ModelError, match="not found"):
-        TfliteModel(tmp_path / "absent.tflite", RuntimeOptions())
+        TfliteModel(tmp_path / "absent.tflite", RuntimeSettings())
 
 
 def test_models_in_the_wrong_role_are_refused():
     files = model_files(MODELS, "float32")
-    options = RuntimeOptions(num_threads=1)
+    options = RuntimeSettings(num_threads=1)
     embedder_model = TfliteModel(files.embed, options)
     pnet = TfliteModel(files.pnet, options)
     with pytest.raises(ModelError, match="not an MTCNN R-Net"):
         MtcnnDetector(pnet, embedder_model, TfliteModel(files.onet, options), DetectorSettings())
     with pytest.raises(ModelError, match="face embedder"):
-        Embedder(TfliteModel(files.rnet, options))
+        Embedder(TfliteModel(files.rnet, options), EmbedderSettings())
 
 
 def test_missing_delegate_falls_back_to_cpu_with_one_log_line(caplog):
     files = model_files(MODELS, "float32")
     with caplog.at_level(logging.WARNING):
-        model = TfliteModel(files.rnet, RuntimeOptions(delegate="edgetpu"))
+        model = TfliteModel(files.rnet, RuntimeSettings(delegate="edgetpu"))
     assert not model.delegated
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "running on the CPU" in warnings[0].getMessage()
@@ -78,11 +79,14 @@ def test_missing_delegate_falls_back_to_cpu_with_one_log_line(caplog):
 def test_required_delegate_that_cannot_load_fails():
     files = model_files(MODELS, "float32")
     with pytest.raises(DelegateError, match="libedgetpu"):
-        TfliteModel(files.rnet, RuntimeOptions(delegate="edgetpu", delegate_required=True))
-    with pytest.raises(DelegateError, match="gpu_delegate_library"):
-        TfliteModel(files.rnet, RuntimeOptions(delegate="gpu", delegate_required=True))
-    with pytest.raises(DelegateError, match="unknown delegate"):
-        TfliteModel(files.rnet, RuntimeOptions(delegate="npu"))
+        TfliteModel(files.rnet, RuntimeSettings(delegate="edgetpu", delegate_required=True))
+    with pytest.raises(DelegateError, match="/nonexistent/libgpu.so"):
+        TfliteModel(files.rnet, RuntimeSettings(delegate="gpu", delegate_required=True,
+                                                gpu_delegate_library="/nonexistent/libgpu.so"))
+    with pytest.raises(ValueError, match="gpu_delegate_library"):
+        RuntimeSettings(delegate="gpu")
+    with pytest.raises(ValueError, match="delegate"):
+        RuntimeSettings(delegate="npu")
 
 
 def test_edgetpu_build_is_preferred_when_present(tmp_path):
@@ -91,7 +95,13 @@ def test_edgetpu_build_is_preferred_when_present(tmp_path):
     plain = tmp_path / "sface_int8.tflite"
     compiled = tmp_path / "sface_int8_edgetpu.tflite"
     plain.write_bytes(b"x")
-    assert resolve_model_file(plain, RuntimeOptions(delegate="edgetpu")) == plain
+    assert resolve_model_file(plain, RuntimeSettings(delegate="edgetpu")) == plain
     compiled.write_bytes(b"x")
-    assert resolve_model_file(plain, RuntimeOptions(delegate="edgetpu")) == compiled
-    assert resolve_model_file(plain, RuntimeOptions(delegate="cpu")) == plain
+    assert resolve_model_file(plain, RuntimeSettings(delegate="edgetpu")) == compiled
+    assert resolve_model_file(plain, RuntimeSettings(delegate="cpu")) == plain
+
+
+def test_the_settings_name_every_model_set_and_no_other():
+    from typing import get_args
+
+    assert set(get_args(RecognitionSettings.model_fields["model_set"].annotation)) == set(MODEL_SETS)

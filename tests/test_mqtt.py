@@ -23,7 +23,10 @@ paho = pytest.importorskip("paho.mqtt.client")
 from broker import TIMEOUT, Mosquitto, Observer, free_port, mosquitto_binary  # noqa: E402
 
 from edge.adapters.commands import Command, CommandError  # noqa: E402
-from edge.adapters.mqtt import MqttLink, MqttSettings, make_event  # noqa: E402
+from edge.adapters.mqtt import MqttLink  # noqa: E402
+from edge.adapters.settings import MqttSettings  # noqa: E402
+from edge.faces import BBox  # noqa: E402
+from edge.messages import Event, State  # noqa: E402
 
 DEVICE = "door1"
 BASE = f"edge/{DEVICE}"
@@ -62,9 +65,9 @@ def make_link(mosquitto: Mosquitto) -> Iterator[Callable[..., MqttLink]]:
     links: list[MqttLink] = []
 
     def make(on_command: Callable[[Command], None] = lambda c: None, *, wait: bool = True, **fields) -> MqttLink:
-        defaults = {"device_name": "Front door", "keepalive": 5, "reconnect_min_delay": 1, "reconnect_max_delay": 1}
-        settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, device_id=DEVICE, **(defaults | fields))
-        link = MqttLink(settings, on_command)
+        defaults = {"keepalive": 5, "reconnect_min_delay": 1, "reconnect_max_delay": 1}
+        settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, **(defaults | fields))
+        link = MqttLink(settings, DEVICE, "Front door", on_command)
         links.append(link)
         link.start()
         if wait:
@@ -83,10 +86,8 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOU
         time.sleep(0.02)
 
 
-def event(i: int) -> dict:
-    return make_event(
-        "recognized", name=f"p{i}", similarity=0.7, track_id=i, device=DEVICE, camera="cam0", box=(1, 2, 3, 4)
-    )
+def event(i: int) -> Event:
+    return Event("recognized", f"p{i}", 0.7, i, DEVICE, "cam0", BBox(1, 2, 3, 4), datetime.now().astimezone())
 
 
 def track_ids(messages: list[Message]) -> list[int]:
@@ -104,6 +105,7 @@ def first_deliveries(seen: Observer, count: int) -> list[int]:
     return track_ids([m for m in seen.on(topic) if not m.dup])
 
 
+@pytest.mark.slow
 def test_start_publishes_online_and_discovery_retained(make_link, observe) -> None:
     link = make_link()
     link.publish_face_image(JPEG)  # off by default: must send nothing
@@ -129,6 +131,7 @@ def test_start_publishes_online_and_discovery_retained(make_link, observe) -> No
     assert not seen.on(f"{BASE}/face")
 
 
+@pytest.mark.slow
 def test_face_image_entity_and_crops_when_enabled(make_link, observe) -> None:
     link = make_link(publish_face_image=True)
     seen = observe([f"homeassistant/image/{DEVICE}/face/config", f"{BASE}/face"])
@@ -142,6 +145,7 @@ def test_face_image_entity_and_crops_when_enabled(make_link, observe) -> None:
     assert face.payload == JPEG and not face.retain
 
 
+@pytest.mark.slow
 def test_discovery_sent_again_when_home_assistant_comes_online(make_link, observe) -> None:
     make_link()
     seen = observe(["homeassistant/+/+/+/config"])
@@ -159,9 +163,10 @@ def test_discovery_sent_again_when_home_assistant_comes_online(make_link, observ
 
 _LINK_PROCESS = """
 import sys, time
-from edge.adapters.mqtt import MqttLink, MqttSettings
-settings = MqttSettings(host="127.0.0.1", port=int(sys.argv[1]), device_id="killed", keepalive=2)
-link = MqttLink(settings, lambda command: None)
+from edge.adapters.mqtt import MqttLink
+from edge.adapters.settings import MqttSettings
+settings = MqttSettings(host="127.0.0.1", port=int(sys.argv[1]), keepalive=5)
+link = MqttLink(settings, "killed", None, lambda command: None)
 link.start()
 while not link.connected:
     time.sleep(0.02)
@@ -170,6 +175,7 @@ time.sleep(120)
 """
 
 
+@pytest.mark.slow
 def test_last_will_says_offline_when_the_process_is_killed(mosquitto, observe) -> None:
     seen = observe(["edge/killed/availability"])
     process = subprocess.Popen(
@@ -196,6 +202,7 @@ def test_last_will_says_offline_when_the_process_is_killed(mosquitto, observe) -
     assert retained.payload == b"offline" and retained.retain
 
 
+@pytest.mark.slow
 def test_stop_says_offline(make_link, observe) -> None:
     link = make_link()
     link.stop()
@@ -204,6 +211,7 @@ def test_stop_says_offline(make_link, observe) -> None:
     assert retained.payload == b"offline" and retained.retain
 
 
+@pytest.mark.slow
 def test_event_is_json_with_qos_1(make_link, observe) -> None:
     link = make_link()
     seen = observe([f"{BASE}/event"])
@@ -218,9 +226,10 @@ def test_event_is_json_with_qos_1(make_link, observe) -> None:
     wait_until(lambda: link.pending == 0, "event acknowledged")
 
 
+@pytest.mark.slow
 def test_state_is_retained_and_sent_again_after_reconnect(mosquitto, make_link, observe) -> None:
     link = make_link()
-    link.publish_state({"present": ["alice"], "unknown": 0, "known_present": True, "last_person": "alice"})
+    link.publish_state(State(("alice",), "alice", DEVICE, "cam0"))
     (state,) = observe([f"{BASE}/state"]).wait_for(f"{BASE}/state")
     assert state.retain and state.json()["known_present"] is True and state.json()["last_person"] == "alice"
 
@@ -232,6 +241,7 @@ def test_state_is_retained_and_sent_again_after_reconnect(mosquitto, make_link, 
     assert after.wait_for(f"{BASE}/availability")[0].payload == b"online"
 
 
+@pytest.mark.slow
 @persistent_broker
 def test_events_while_the_broker_is_down_arrive_after_restart_in_order(mosquitto, make_link, observe) -> None:
     link = make_link()
@@ -256,6 +266,7 @@ def test_events_while_the_broker_is_down_arrive_after_restart_in_order(mosquitto
     assert first_deliveries(seen, 15) == list(range(15)), "no event twice"
 
 
+@pytest.mark.slow
 def test_events_unacknowledged_when_the_connection_drops_are_sent_again(mosquitto, make_link, observe) -> None:
     link = make_link(keepalive=1)
     seen = observe([f"{BASE}/event"])
@@ -277,6 +288,7 @@ def test_events_unacknowledged_when_the_connection_drops_are_sent_again(mosquitt
     assert list(dict.fromkeys(ids)) == list(range(6))
 
 
+@pytest.mark.slow
 @persistent_broker
 def test_full_queue_drops_the_oldest_and_counts_them(mosquitto, make_link, observe) -> None:
     link = make_link(queue_limit=5)
@@ -295,6 +307,7 @@ def test_full_queue_drops_the_oldest_and_counts_them(mosquitto, make_link, obser
     assert link.dropped == 3
 
 
+@pytest.mark.slow
 def test_malformed_commands_are_answered_on_error_and_change_nothing(make_link, observe) -> None:
     calls: list[Command] = []
     make_link(calls.append)
@@ -324,6 +337,7 @@ def test_malformed_commands_are_answered_on_error_and_change_nothing(make_link, 
     assert calls == []
 
 
+@pytest.mark.slow
 def test_valid_commands_reach_the_callback_in_order(make_link, observe) -> None:
     calls: list[Command] = []
     make_link(calls.append)
@@ -349,6 +363,7 @@ def test_valid_commands_reach_the_callback_in_order(make_link, observe) -> None:
     assert sender.on(f"{BASE}/error") == []
 
 
+@pytest.mark.slow
 def test_a_failing_handler_and_retained_commands_are_answered_on_error(mosquitto, make_link, observe) -> None:
     sender = observe([f"{BASE}/error"])
     sender.publish(f"{BASE}/command/reload", b"{}", retain=True)  # would rerun on every connect
@@ -405,6 +420,7 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, int, Path]]:
         yield broker, tls_port, certs / "ca.crt"
 
 
+@pytest.mark.slow
 def test_tls_with_password(tls_broker) -> None:
     broker, tls_port, ca_file = tls_broker
     seen = Observer(broker, ["edge/+/availability"])
@@ -412,11 +428,11 @@ def test_tls_with_password(tls_broker) -> None:
     try:
         for device_id, password in [("good", "s3cret"), ("bad", "wrong")]:
             settings = MqttSettings(
-                host="127.0.0.1", port=tls_port, device_id=device_id, username="door", password=password,
+                host="127.0.0.1", port=tls_port, username="door", password=password,
                 tls=True, ca_file=str(ca_file), reconnect_min_delay=1, reconnect_max_delay=1,
             )  # fmt: skip
             assert password not in repr(settings)
-            links.append(MqttLink(settings, lambda c: None))
+            links.append(MqttLink(settings, device_id, None, lambda c: None))
             links[-1].start()
         good, bad = links
         wait_until(lambda: good.connected, "TLS link connected")
@@ -431,10 +447,11 @@ def test_tls_with_password(tls_broker) -> None:
 
 
 def test_settings_are_checked() -> None:
-    ok = {"host": "broker", "device_id": "door"}
-    assert MqttSettings(**ok).topics.event == "edge/door/event"
+    ok = {"host": "broker"}
+    assert MqttLink(MqttSettings(**ok), "door", None, lambda c: None).topics.event == "edge/door/event"
+    with pytest.raises(ValueError):
+        MqttLink(MqttSettings(**ok), "a/b", None, lambda c: None)
     for bad in [
-        {"device_id": "a/b"},
         {"port": 0},
         {"keepalive": 0},
         {"queue_limit": 0},
@@ -448,22 +465,16 @@ def test_settings_are_checked() -> None:
             MqttSettings(**(ok | bad))
 
 
-def test_make_event() -> None:
-    recognized = make_event("recognized", name="alice", similarity=0.712345, track_id=3, device="d", camera="c",
-                            box=(1.04, 2, 3, 4))  # fmt: skip
+def test_event_message() -> None:
+    now = datetime.now().astimezone()
+    recognized = Event("recognized", "alice", 0.712345, 3, "d", "c", BBox(1.04, 2, 3, 4), now).to_dict()
     assert recognized["similarity"] == 0.7123 and recognized["box"] == [1.0, 2.0, 3.0, 4.0]
     assert datetime.fromisoformat(recognized["timestamp"]).utcoffset() is not None
-    unknown = make_event("unknown", name=None, similarity=0.2, track_id=4, device="d", camera="c", box=None)
+    unknown = Event("unknown", None, 0.2, 4, "d", "c", BBox(0, 0, 1, 1), now).to_dict()
     assert unknown["name"] is None and set(unknown) == set(recognized)
     with pytest.raises(ValueError):
-        make_event("waved", name=None, similarity=None, track_id=1, device="d", camera="c", box=None)
+        Event("waved", None, 0.1, 1, "d", "c", BBox(0, 0, 1, 1), now)
     with pytest.raises(ValueError):
-        make_event("unknown", name="alice", similarity=None, track_id=1, device="d", camera="c", box=None)
+        Event("unknown", "alice", 0.1, 1, "d", "c", BBox(0, 0, 1, 1), now)
     with pytest.raises(ValueError):
-        make_event("recognized", name="a", similarity=None, track_id=1, device="d", camera="c", box=None,
-                   timestamp=datetime(2025, 1, 1))  # fmt: skip
-
-
-def test_importing_the_link_does_not_import_paho() -> None:
-    code = "import sys, edge, edge.adapters.mqtt; assert 'paho' not in sys.modules, 'paho imported'"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+        Event("recognized", "a", 0.1, 1, "d", "c", BBox(0, 0, 1, 1), datetime(2025, 1, 1))

@@ -36,14 +36,14 @@ from edge.gallery import topk
 found = [-1]
 if compile_:
     rows = np.eye(8, dtype=np.float32)
-    scores, found = match.top_k(rows, rows[3], 2)
-stats = match._scan.stats
+    scores, found = topk.top_k(rows, rows[3], 2)
+stats = topk._scan.stats
 print(json.dumps({
     "best": int(found[0]),
     "cache_path": stats.cache_path,
     "hits": sum(stats.cache_hits.values()),
     "misses": sum(stats.cache_misses.values()),
-    "module": match.__file__,
+    "module": topk.__file__,
 }))
 """
 
@@ -73,11 +73,12 @@ def test_read_only_package_dir_falls_back_to_the_user_cache_dir(tmp_path, monkey
     monkeypatch.setattr(caching.config, "CACHE_DIR", "")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(caching.InTreeCacheLocator, "ensure_cache_path", unwritable)
-    locator = caching.FunctionCache(match._scan.py_func)._impl.locator
+    locator = caching.FunctionCache(topk._scan.py_func)._impl.locator
     assert isinstance(locator, caching.UserWideCacheLocator)
     assert locator.get_cache_path().startswith(str(tmp_path / "cache" / "numba"))
 
 
+@pytest.mark.slow
 def test_no_writable_cache_dir_still_works(tmp_path):
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
     result = run_probe(env, "InTreeCacheLocator", "UserWideCacheLocator", compile_=False)
@@ -85,6 +86,7 @@ def test_no_writable_cache_dir_still_works(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
 def test_installed_read_only_for_an_unprivileged_user():
     """A root-owned copy of the package, run as 'nobody': caches under that user's home."""

@@ -58,7 +58,7 @@ class MqttSettings(Settings):
     topic_prefix: TopicPrefix = "edge"
     discovery_prefix: TopicPrefix = "homeassistant"
     client_id: str | None = Field(None, min_length=1, max_length=128, description="default: edge-<device_id>")
-    keepalive: int = Field(30, ge=5, le=3600, description="seconds; the broker declares the door offline after 1.5x")
+    keepalive: int = Field(30, ge=1, le=3600, description="seconds; the broker declares the door offline after 1.5x")
     queue_limit: int = Field(1000, ge=1, le=100_000, description="events kept while the broker is away")
     publish_face_image: bool = Field(False, description="send face crops to Home Assistant (personal data)")
     reconnect_min_delay: int = Field(1, ge=1, le=3600, description="first wait before reconnecting, seconds")

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import TypeAdapter, ValidationError
+
 from edge.config import Config, ConfigError
+from edge.similarity import MatchThreshold
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
 
@@ -22,10 +25,10 @@ def gallery_path(given: Path | None, config: Config) -> Path:
 
 
 def match_threshold(given: float | None, config: Config) -> float:
-    """--threshold, else [recognition] match_threshold; checked by the one threshold rule (edge.similarity)."""
+    """--threshold, else [recognition] match_threshold; both checked by the one threshold type (edge.similarity)."""
     if given is None:
         return config.recognition.match_threshold
     try:
-        return config.with_overrides(recognition={"match_threshold": given}).recognition.match_threshold
-    except ConfigError as exc:
+        return TypeAdapter(MatchThreshold).validate_python(given)
+    except ValidationError:
         raise ConfigError(f"--threshold {given}: must be a cosine similarity within 0..1") from None
