@@ -14,9 +14,10 @@
 This module only composes, reads TOML and resolves ``${NAME}`` references to
 environment variables (so that secrets live in the environment, not in the
 file). The bounds and rules of every key are in its component's model; the
-only rule written here is the one between sections (the door's
-unknown_threshold against the recognition match_threshold, checked by the
-decision settings' own method).
+only rules written here are those between sections: the door's
+unknown_threshold against the recognition match_threshold (checked by the
+decision settings' own method), and the button and the light on different
+pins.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class Config(Settings):
             self.door.decision.check_against(self.recognition.match_threshold)
         except ValueError as exc:
             raise ValueError(f"door.decision: {exc}") from None
+        if self.button.pin is not None and self.button.pin == self.light.pin:
+            raise ValueError(f"button.pin and light.pin are both GPIO {self.button.pin}; one pin, one device")
         return self
 
     def with_overrides(self, **sections: dict) -> Config:

@@ -18,6 +18,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from edge.adapters.camera import FolderSource, OpenCvSource, Reconnecting, SourceError, open_source
@@ -44,31 +45,35 @@ class MqttPublisher:
     subscribing later see whether the door can currently see.
     """
 
-    def __init__(self, link, device: str, camera: str) -> None:
+    def __init__(self, link) -> None:
         self.link = link
-        self._state = State((), None, device, camera)
+        self._camera = CameraStatus(True)
+        self._state: State | None = None  # the loop's last, before the camera's status is merged in
 
     def publish_event(self, event: Event) -> None:
         self.link.publish_event(event)
 
     def publish_state(self, state: State) -> None:
-        self._state = State(state.present, state.last_person, state.device, state.camera,
-                            self._state.camera_online, self._state.camera_detail)
-        self.link.publish_state(self._state)
+        self._state = state
+        self._send_state()
 
     def publish_camera(self, status: CameraStatus) -> None:
-        s = self._state
-        self._state = State(s.present, s.last_person, s.device, s.camera, status.online, status.detail)
-        self.link.publish_state(self._state)
+        self._camera = status
+        self._send_state()
 
     def publish_enrollment(self, message: EnrollmentMessage) -> None:
         self.link.publish_enrollment(message)
+
+    def _send_state(self) -> None:
+        if self._state is not None:
+            self.link.publish_state(replace(self._state, camera_online=self._camera.online,
+                                            camera_detail=self._camera.detail))
 
 
 class CommandHandler:
     """Carries out MQTT commands; anything it cannot do raises (the link answers on `error`)."""
 
-    def __init__(self, gallery_path: Path, model_id: str) -> None:
+    def __init__(self, gallery_path: Path, model_id: str | None = None) -> None:
         self.gallery_path, self.model_id = gallery_path, model_id
         self.next_name: str | None = None
         self.enrollment: DoorEnrollment | None = None
@@ -107,21 +112,22 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
     gallery_path = Path(config.gallery.path)
     door = config.door
     with ExitStack() as stack:
-        model_id = embedding_model_id(config.recognition)
+        commands = CommandHandler(gallery_path)
+        publisher: Publisher = StdoutPublisher()
+        if config.mqtt.host is not None:
+            from edge.adapters.mqtt import MqttLink
+
+            # First, so that whatever fails after this is seen: the link's close says "offline".
+            link = MqttLink(config.mqtt, door.device_id, door.device_name, commands)
+            link.start()
+            stack.callback(link.stop)
+            publisher = MqttPublisher(link)
+        commands.model_id = model_id = embedding_model_id(config.recognition)
         gallery = stack.enter_context(Gallery.open(gallery_path, model_id=model_id))
         try:
             source = open_source(config.camera)
         except SourceError as exc:
             raise ConfigError(str(exc)) from None
-        commands = CommandHandler(gallery_path, model_id)
-        publisher: Publisher = StdoutPublisher()
-        if config.mqtt.host is not None:
-            from edge.adapters.mqtt import MqttLink
-
-            link = MqttLink(config.mqtt, door.device_id, door.device_name, commands)
-            link.start()
-            stack.callback(link.stop)  # publishes "offline", on errors too
-            publisher = MqttPublisher(link, door.device_id, source.name)
         engine = stack.enter_context(FaceEngine.open(config.recognition))
         loop = DoorLoop(engine, gallery, publisher, door, config.recognition.match_threshold, source.name)
         light = stack.enter_context(EnrollLight(config.light)) if config.light.pin is not None else None

@@ -75,3 +75,8 @@ def test_a_secret_in_a_bad_value_is_not_echoed(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, "[mqtt]\nhost = 'b'\nusername = 'u'\npassword = ['hunter2']\n"))
     assert "mqtt.password" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+def test_button_and_light_need_their_own_pins(tmp_path):
+    with pytest.raises(ConfigError, match="both GPIO 17"):
+        load_config(write(tmp_path, "[button]\npin = 17\n[light]\npin = 17\n"))

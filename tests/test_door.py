@@ -189,7 +189,9 @@ def test_camera_state_rides_in_the_retained_state_message():
             self.states.append(state)
 
     link = Link()
-    publisher = MqttPublisher(link, "door", "cam")
+    publisher = MqttPublisher(link)
+    publisher.publish_camera(CameraStatus(True))
+    assert link.states == []  # nothing to merge the camera into yet
     publisher.publish_state(State(("obama",), "obama", "door", "cam"))
     publisher.publish_camera(CameraStatus(False, "camera unplugged"))
     assert link.states[-1] == State(("obama",), "obama", "door", "cam", False, "camera unplugged")

@@ -9,11 +9,16 @@ as ``pin_factory``. Both are context managers that release their pins.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from edge.adapters.settings import ButtonSettings, LightSettings
 from edge.messages import EnrollmentMessage, EnrollmentStatus
+
+
+log = logging.getLogger(__name__)
 
 
 class GpioError(RuntimeError):
@@ -26,10 +31,16 @@ def _claim(kind: str, pin: int, **options: Any) -> Any:
         import gpiozero
     except ImportError:
         raise GpioError("gpiozero is not installed: install the `pi` extra (pip install 'edge-face[pi]')") from None
-    try:
-        return getattr(gpiozero, kind)(pin, **options)
-    except Exception as exc:  # gpiozero raises many kinds (BadPinFactory, PinInvalidPin, GPIOPinInUse, ...)
-        raise GpioError(f"GPIO {pin} ({kind.lower()}): {exc}") from None
+    # gpiozero warns once per pin library it tries; the outcome is what matters, the tries go to the log.
+    with warnings.catch_warnings(record=True) as tried:
+        warnings.simplefilter("always", gpiozero.exc.PinFactoryFallback)
+        try:
+            return getattr(gpiozero, kind)(pin, **options)
+        except Exception as exc:  # gpiozero raises many kinds (BadPinFactory, PinInvalidPin, GPIOPinInUse, ...)
+            raise GpioError(f"GPIO {pin} ({kind.lower()}): {exc}") from None
+        finally:
+            for warning in tried:
+                log.info("gpiozero: %s", warning.message)
 
 
 class EnrollButton:

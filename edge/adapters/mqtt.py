@@ -99,6 +99,7 @@ class MqttLink:
         self._connected = False
         self._stopped = False
         self._last_state: bytes | None = None
+        self._first_attempt = threading.Event()  # the first connection attempt has an outcome
 
     # ----------------------------------------------------------------- status
 
@@ -144,6 +145,7 @@ class MqttLink:
         client.will_set(self.topics.availability, PAYLOAD_OFFLINE, qos=QOS, retain=True)
         client.reconnect_delay_set(min_delay=s.reconnect_min_delay, max_delay=s.reconnect_max_delay)
         client.on_connect = self._handle_connect
+        client.on_connect_fail = self._handle_connect_fail
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
@@ -162,6 +164,8 @@ class MqttLink:
         if client is None or self._stopped:
             return
         deadline = time.monotonic() + timeout
+        # A door that fails right after starting must still say "offline": let the first attempt finish.
+        self._first_attempt.wait(timeout)
         while self._connected and self.pending and time.monotonic() < deadline:
             time.sleep(0.02)
         info = None
@@ -270,8 +274,13 @@ class MqttLink:
 
     # ------------------------------------------------------- paho callbacks
 
+    def _handle_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        self._first_attempt.set()
+        log.warning("MQTT broker %s:%d unreachable; retrying", self.settings.host, self.settings.port)
+
     def _handle_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
+            self._first_attempt.set()
             log.warning("MQTT broker %s:%d refused the connection: %s", self.settings.host, self.settings.port, reason)
             return
         log.info("MQTT connected to %s:%d", self.settings.host, self.settings.port)
@@ -292,6 +301,7 @@ class MqttLink:
             for item in self._queue:
                 self._send_queued(item)
             self._connected = True
+        self._first_attempt.set()
 
     def _handle_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         # Only a flag: what was in flight is sorted out in _handle_connect.

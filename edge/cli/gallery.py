@@ -22,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     build.add_argument("--gallery", type=Path, help="the new gallery's path (default: [gallery] path in the config)")
     build.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
+    build.add_argument("--strict", action="store_true",
+                       help="enroll a photo with several faces of similar size only by matching the person's "
+                            "other photos, never by its main subject's position")
     build.set_defaults(handler=_build)
 
     add = actions.add_parser("add", help="enroll one person's folder of photos into an existing gallery")
@@ -91,7 +94,7 @@ def _build(args: argparse.Namespace, config: Config) -> int:
     try:
         report = build_gallery(
             args.dataset, gallery_path(args.gallery, config), config.recognition, config.gallery.dtype,
-            args.workers, _ProgressBar(sys.stderr),
+            args.workers, _ProgressBar(sys.stderr), strict=args.strict,
         )
     except ValueError as exc:  # not a dataset folder
         raise ConfigError(str(exc)) from None
@@ -130,6 +133,8 @@ def _summary(report, as_json: bool) -> int:
         for matched in report.matched:
             print(f"took {matched.identity} in {matched.path}: the face at {matched.box.as_list(0)} "
                   f"matches their other photos ({matched.similarity:.2f})")
+        for review in report.review:
+            print(f"review {review.identity} in {review.path}: the face at {review.box.as_list(0)} ({review.why})")
         for skipped in report.skipped:
             print(f"skipped {skipped.path}: {skipped.reason}")
         for note in report.notes:

@@ -12,7 +12,10 @@ named after the person in them, or both:
 Each photo contributes one embedding: when building, its only face or its
 largest when that one is clearly the subject (edge.perception.photos, rule "clear"),
 else the one face that matches the person's clear photos (``pick_by_reference``:
-a group photo in alice's folder enrolls alice, not her friends); when adding
+a group photo in alice's folder enrolls alice, not her friends), else, when
+no face matches or the person has no clear photo, the photo's main subject
+if size and position leave no doubt (edge.perception.subject.clear_cut_main_face;
+listed under ``review`` in the report; not with ``strict``); when adding
 to a gallery, its only face (or the largest with --largest). Any other photo
 is skipped with the reason. The gallery stores, per row, the identity, the
 photo's path as given, the time added and the detector's face probability
@@ -48,6 +51,15 @@ BATCH_ROWS = 256
 Progress = Callable[[int, int], None]
 """Called with (photos done, photos in all) as a build goes."""
 
+# pick_by_reference's reasons for taking no face after which a build may take
+# the main subject by position instead (not when several faces match).
+NO_REFERENCE = "no clear photo of this person to compare with"
+NONE_MATCHES = "none matches this person's other photos"
+
+_BY_POSITION_WHEN = {NO_REFERENCE: "no clear photo of them to compare with",
+                     NONE_MATCHES: "no face matches their other photos"}
+"""The end of ``Review.why`` ("main subject by position; ..."), by pick_by_reference's reason."""
+
 
 @dataclass(frozen=True, slots=True)
 class DatasetPhoto:
@@ -74,12 +86,27 @@ class Matched:
     similarity: float
 
 
+@dataclass(frozen=True, slots=True)
+class Review:
+    """A photo with several faces from which the main subject by position was enrolled, to check.
+
+    ``why``: how it was chosen and why no better way was open.
+    """
+
+    path: str
+    identity: str
+    box: BBox
+    why: str
+
+
 @dataclass(slots=True)
 class BuildReport:
     """What a build enrolled (samples per identity) and what it skipped, and why.
 
     ``matched``: the photos without a clear subject that were enrolled by
     matching the person's other photos (which face was taken, to check).
+    ``review``: those enrolled by taking their main subject by position,
+    there being nothing to match (which face was taken, to check).
     ``notes``: names worth a second look (see ``name_notes``).
     """
 
@@ -87,6 +114,7 @@ class BuildReport:
     enrolled: Counter = field(default_factory=Counter)
     skipped: list[Skipped] = field(default_factory=list)
     matched: list[Matched] = field(default_factory=list)
+    review: list[Review] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -99,6 +127,7 @@ class BuildReport:
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "matched": [{"path": m.path, "name": m.identity, "box": m.box.as_list(), "similarity": round(m.similarity, 4)}
                         for m in self.matched],
+            "review": [{"path": r.path, "name": r.identity, "box": r.box.as_list(), "why": r.why} for r in self.review],
             "notes": self.notes,
             "seconds": round(self.seconds, 2),
         }
@@ -194,8 +223,12 @@ def build_gallery(
     dtype: str = "float32",
     workers: int | None = None,
     progress: Progress | None = None,
+    strict: bool = False,
 ) -> BuildReport:
     """Make a new gallery at ``gallery_path`` from the dataset folder.
+
+    ``strict``: a photo with several faces of similar size is enrolled only
+    by matching the person's other photos, never by its main subject's position.
 
     The gallery is built under a temporary name beside ``gallery_path`` and
     renamed into place only when complete: an interrupted build leaves no
@@ -211,7 +244,7 @@ def build_gallery(
     temporary = gallery_path.with_name(f".{gallery_path.name}.building-{uuid.uuid4().hex[:8]}")
     gallery = Gallery.create(temporary, embedding_model_id(recognition), dtype=dtype)
     try:
-        _enroll(gallery, photos, recognition, workers, progress, "clear", report)
+        _enroll(gallery, photos, recognition, workers, progress, "clear", report, by_position=not strict)
         gallery.close()
         os.rename(temporary, gallery_path)
     except BaseException:
@@ -257,7 +290,7 @@ def add_to_gallery(
 
 
 def _enroll(gallery: Gallery, photos: list[DatasetPhoto], recognition: RecognitionSettings, workers: int | None,
-            progress: Progress | None, rule: SubjectRule, report: BuildReport) -> None:
+            progress: Progress | None, rule: SubjectRule, report: BuildReport, by_position: bool = False) -> None:
     pending: list[tuple[DatasetPhoto, PhotoResult]] = []
     undecided: list[tuple[DatasetPhoto, PhotoResult]] = []  # several faces: wait for the person's clear photos
     sums: dict[str, np.ndarray] = {}  # per person, the sum of their clear samples: its direction is their mean
@@ -277,6 +310,13 @@ def _enroll(gallery: Gallery, photos: list[DatasetPhoto], recognition: Recogniti
     threshold = recognition.match_threshold
     for photo, result in undecided:
         chosen, why = pick_by_reference(result.candidates, sums.get(photo.identity), threshold)
+        if chosen is None and by_position and result.by_position is not None and why in _BY_POSITION_WHEN:
+            central = result.by_position
+            pending.append((photo, PhotoResult(photo.path, central.box, central.embedding, result.faces_found,
+                                               central.score)))
+            report.review.append(Review(photo.path, photo.identity, central.box,
+                                        f"main subject by position; {_BY_POSITION_WHEN[why]}"))
+            continue
         if chosen is None:
             report.skipped.append(Skipped(photo.path, f"{_reason(result)} ({why})"))
             continue
@@ -299,12 +339,12 @@ def pick_by_reference(
     (None, reason).
     """
     if reference is None:
-        return None, "no clear photo of this person to compare with"
+        return None, NO_REFERENCE
     centre = reference / max(float(np.linalg.norm(reference)), 1e-12)
     similarities = np.stack([c.embedding for c in candidates]) @ centre
     matching = np.flatnonzero(is_match(similarities, threshold))
     if len(matching) == 0:
-        return None, "none matches this person's other photos"
+        return None, NONE_MATCHES
     if len(matching) > 1:
         return None, f"{len(matching)} match this person's other photos"
     best = int(matching[0])

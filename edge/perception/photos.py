@@ -8,7 +8,9 @@ Each photo is loaded, searched for faces and reduced to one face, its subject:
   least CLEAR_SUBJECT_RATIO times the size of the next one; otherwise no
   subject, since enrolling a bystander under someone's name would let that
   bystander in, but the faces come back as ``candidates`` so that the
-  build can pick the one that matches the person's other photos;
+  build can pick the one that matches the person's other photos, with
+  ``by_position`` marking the one that is the main subject beyond doubt
+  (``clear_cut_main_face``), if one is, for a person with nothing to match;
 - ``"single"`` (gallery add): exactly one face, else skipped;
 - ``"largest"`` (gallery add --largest): the largest face, whatever else is there.
 
@@ -33,7 +35,7 @@ import numpy as np
 from edge.perception.settings import RecognitionSettings
 from edge.imageio import ImageError, load_image
 from edge.perception.engine import FaceEngine
-from edge.perception.subject import main_face, similar_to_largest
+from edge.perception.subject import clear_cut_main_face, main_face, similar_to_largest
 from edge.faces import BBox, Face
 
 SubjectRule = Literal["main", "clear", "single", "largest"]
@@ -57,6 +59,8 @@ class PhotoResult:
     ``score``: the detector's face probability (0..1) for the subject.
     ``candidates``: under the "clear" rule, the faces of a photo with no
     clear subject that are of similar size to its largest (``similar_to_largest``).
+    ``by_position``: the one of ``candidates`` that is the photo's main
+    subject by size and position beyond doubt (``clear_cut_main_face``), or None.
     """
 
     path: str
@@ -66,6 +70,7 @@ class PhotoResult:
     score: float | None = None
     error: str | None = None
     candidates: tuple[Candidate, ...] = ()
+    by_position: Candidate | None = None
 
 
 def embed_photos(
@@ -114,10 +119,13 @@ def photo_result(engine: FaceEngine, path: str, rule: SubjectRule = "main") -> P
         contenders = similar_to_largest(faces)
         if len(contenders) > 1:
             embeddings = engine.embed(image, contenders)
+            candidates = tuple(Candidate(f.box, f.score, e) for f, e in zip(contenders, embeddings))
+            central = clear_cut_main_face(faces, image.shape[1], image.shape[0])
             return PhotoResult(
                 path, faces_found=len(faces),
                 error=f"{path}: {len(faces)} faces of similar size; none is clearly the subject",
-                candidates=tuple(Candidate(f.box, f.score, e) for f, e in zip(contenders, embeddings)),
+                candidates=candidates,
+                by_position=next((c for f, c in zip(contenders, candidates) if f is central), None),
             )
         face = contenders[0]
     embedding = engine.embed(image, [face])[0]
