@@ -57,7 +57,7 @@ def edge_commands(document: Path) -> list[str]:
             words = part.split()
             if words[:1] == ["sudo"]:
                 words = words[3:] if words[1:2] == ["-u"] else words[1:]  # sudo [-u USER]
-            if words and Path(words[0]).name == "edge":
+            if words and (words[0] == "edge" or words[0].endswith("/bin/edge")):
                 found.append(" ".join(words[1:]))
     return found
 
