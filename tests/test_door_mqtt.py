@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from broker import TIMEOUT, Mosquitto, Observer, mosquitto_binary
+from broker import Mosquitto, Observer, mosquitto_binary
 from edge import demo
 
 pytestmark = pytest.mark.slow  # a broker and edge subprocesses

@@ -12,7 +12,6 @@ import pytest
 from conftest import FACES, side_by_side
 from edge.cli import main
 from edge.cli.common import EXIT_INPUT, EXIT_OK, EXIT_USAGE
-from edge.config import Config
 from edge.perception.settings import RecognitionSettings
 from edge import demo
 from edge.enrollment.dataset import build_gallery

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +16,7 @@ import pytest
 
 paho = pytest.importorskip("paho.mqtt.client")
 
-from broker import TIMEOUT, Mosquitto, Observer, free_port, mosquitto_binary  # noqa: E402
+from broker import TIMEOUT, Message, Mosquitto, Observer, free_port, mosquitto_binary  # noqa: E402
 
 from edge.adapters.commands import Command, CommandError  # noqa: E402
 from edge.adapters.mqtt import MqttLink  # noqa: E402

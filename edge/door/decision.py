@@ -1,6 +1,6 @@
 """Who is at the door: turns per-frame recognition attempts into a few events.
 
-    maker = DecisionMaker(DecisionSettings(), match_threshold=0.36)
+    maker = DecisionMaker(DecisionSettings(), match_threshold=MATCH_THRESHOLD)
     decision = maker.observe(Attempt(track_id, box, name, similarity, sharpness, now))
     if decision: publish(decision)          # 'recognized' or 'unknown', at most once per visit
     maker.forget(track_id)                  # when the tracker ends the track

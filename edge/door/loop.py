@@ -1,6 +1,6 @@
 """The door loop: frames -> faces -> tracks -> gallery matches -> decisions -> events.
 
-    loop = DoorLoop(engine, gallery, publisher, LoopSettings(device_id="door1"), match_threshold=0.36, camera="front")
+    loop = DoorLoop(engine, gallery, publisher, LoopSettings(device_id="door1"), match_threshold=MATCH_THRESHOLD, camera="front")
     with source:
         loop.run(source)               # until the source ends or stop() is called
 

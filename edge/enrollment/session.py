@@ -1,6 +1,6 @@
 """Enrollment from a camera: collect a few good, different samples of the one face in view.
 
-    session = EnrollmentSession("alice", EnrollSettings(), match_threshold=0.36, started_at=now)
+    session = EnrollmentSession("alice", EnrollSettings(), match_threshold=MATCH_THRESHOLD, started_at=now)
     verdict = session.offer(faces, crop, embedding, now)   # per frame; crop/embedding of the one face
     session.state                                          # 'collecting', 'complete', 'timed_out' or 'stopped'
     session.finish()                                       # stop now: keep what was taken ('q' in edge enroll)

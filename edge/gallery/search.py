@@ -1,8 +1,8 @@
 """Who is this? Identity-level answers from a gallery, over edge.gallery.topk.top_k.
 
     results = search(gallery, vectors, k=3)                  # per query: best 3 people
-    answers = identify(gallery, vectors, threshold=0.36)     # per query: Match or None (unknown)
-    answers = identify(gallery, vectors, threshold=0.36, vote=5)
+    answers = identify(gallery, vectors, threshold=MATCH_THRESHOLD)     # per query: Match or None (unknown)
+    answers = identify(gallery, vectors, threshold=MATCH_THRESHOLD, vote=5)
 
 Similarities are cosine similarities, -1..1, of unit embeddings. A person
 with several samples counts once, with the best of them. ``threshold`` is

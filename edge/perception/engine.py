@@ -11,7 +11,6 @@ Images are (H, W, 3) uint8 BGR as OpenCV reads them (see edge.faces).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np

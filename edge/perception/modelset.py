@@ -25,7 +25,6 @@ MODEL_SETS: dict[str, dict[str, str]] = {
     # Full int8 everywhere: what an Edge TPU compiler takes.
     "int8": {"pnet": "int8", "rnet": "int8", "onet": "int8", "embed": "int8"},
 }
-DEFAULT_MODEL_SET = "float16"
 
 _FILE_PREFIX = {"pnet": "mtcnn_pnet", "rnet": "mtcnn_rnet", "onet": "mtcnn_onet", "embed": "sface"}
 
