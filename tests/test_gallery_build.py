@@ -17,7 +17,7 @@ from edge.perception.modelset import embedding_model_id
 from edge.perception.settings import RecognitionSettings
 from edge.gallery.fileformat import HEADER_SIZE
 from edge.gallery.store import Gallery
-from edge.perception.photos import clear_subject
+from edge.perception.subject import clear_subject
 from edge.faces import BBox, Face
 
 
@@ -103,7 +103,7 @@ def test_build_refuses_an_existing_gallery_and_a_missing_dataset(dataset, tmp_pa
 
 
 def test_an_interrupted_build_leaves_no_gallery(dataset, tmp_path, monkeypatch):
-    from edge import enrollment
+    from edge.enrollment import dataset as enrollment
 
     def fail(*args, **kwargs):
         raise KeyboardInterrupt

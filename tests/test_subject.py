@@ -182,7 +182,7 @@ def test_order_of_preference_for_a_photo_with_several_faces(tmp_path, monkeypatc
     photos = {  # path under root: what the worker makes of it
         "alice/clear.jpg": lambda p: PhotoResult(str(p), BBox(0, 0, 50, 50), alice, 1, 0.99),
         "alice/with_bob.jpg": lambda p: group(p, bob, alice, central=0),  # matches alice: not by position
-        "alice/strangers.jpg": lambda p: group(p, carol, dave, central=1),  # none matches: by position
+        "alice/strangers.jpg": lambda p: group(p, carol, dave, central=1),  # none matches alice: skipped
         "alice/twins.jpg": lambda p: group(p, alice, alice, central=0),  # two match: skipped
         "bob/only.jpg": lambda p: group(p, carol, bob, central=1),  # no clear photo: by position
         "carol/only.jpg": lambda p: group(p, carol, dave),  # no clear-cut subject: skipped
@@ -199,15 +199,15 @@ def test_order_of_preference_for_a_photo_with_several_faces(tmp_path, monkeypatc
     report = dataset.build_gallery(root, tmp_path / "g", RecognitionSettings(), workers=1)
     assert [(Path(m.path).name, m.box.x1) for m in report.matched] == [("with_bob.jpg", 100)]
     assert [(Path(r.path).name, r.identity, r.box.x1, r.why) for r in report.review] == [
-        ("strangers.jpg", "alice", 100, "main subject by position; no face matches their other photos"),
         ("only.jpg", "bob", 100, "main subject by position; no clear photo of them to compare with"),
     ]
     assert {str(Path(s.path).relative_to(root)): s.reason.split("(")[-1] for s in report.skipped} == {
         "alice/twins.jpg": "2 match this person's other photos)",
+        "alice/strangers.jpg": "none matches this person's other photos)",
         "carol/only.jpg": "no clear photo of this person to compare with)",
     }
-    assert report.enrolled == {"alice": 3, "bob": 1}
-    assert report.to_dict()["review"][1] == {
+    assert report.enrolled == {"alice": 2, "bob": 1}
+    assert report.to_dict()["review"][0] == {
         "path": str(root / "bob" / "only.jpg"), "name": "bob", "box": [100.0, 0.0, 150.0, 50.0],
         "why": "main subject by position; no clear photo of them to compare with"}
 

@@ -13,9 +13,11 @@ Each photo contributes one embedding: when building, its only face or its
 largest when that one is clearly the subject (edge.perception.photos, rule "clear"),
 else the one face that matches the person's clear photos (``pick_by_reference``:
 a group photo in alice's folder enrolls alice, not her friends), else, when
-no face matches or the person has no clear photo, the photo's main subject
-if size and position leave no doubt (edge.perception.subject.clear_cut_main_face;
-listed under ``review`` in the report; not with ``strict``); when adding
+the person has no clear photo to compare with, the photo's main subject if
+size and position leave no doubt (edge.perception.subject.clear_cut_main_face;
+listed under ``review`` in the report; not with ``strict``). When the person
+has clear photos and no face matches them, the photo is skipped: their own
+photos say the central face is someone else. When adding
 to a gallery, its only face (or the largest with --largest). Any other photo
 is skipped with the reason. The gallery stores, per row, the identity, the
 photo's path as given, the time added and the detector's face probability
@@ -51,13 +53,13 @@ BATCH_ROWS = 256
 Progress = Callable[[int, int], None]
 """Called with (photos done, photos in all) as a build goes."""
 
-# pick_by_reference's reasons for taking no face after which a build may take
-# the main subject by position instead (not when several faces match).
+# pick_by_reference's reasons for taking no face; only the first lets a build take the
+# main subject by position instead (nothing contradicts it; with NONE_MATCHES the person's
+# own photos do, and with several matching faces the photo is ambiguous).
 NO_REFERENCE = "no clear photo of this person to compare with"
 NONE_MATCHES = "none matches this person's other photos"
 
-_BY_POSITION_WHEN = {NO_REFERENCE: "no clear photo of them to compare with",
-                     NONE_MATCHES: "no face matches their other photos"}
+_BY_POSITION_WHEN = {NO_REFERENCE: "no clear photo of them to compare with"}
 """The end of ``Review.why`` ("main subject by position; ..."), by pick_by_reference's reason."""
 
 
