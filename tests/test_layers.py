@@ -9,7 +9,8 @@ siblings on one line not from each other (so no cycle between packages):
     edge.adapters
     edge.door | edge.enrollment
     edge.gallery | edge.perception
-    edge.faces | edge.frames | edge.imageio | edge.names | edge.similarity | edge.settings | edge.messages
+    edge.messages
+    edge.faces | edge.frames | edge.imageio | edge.names | edge.similarity | edge.settings
 
 plus: no cycles between the modules of any one package, only edge.perception.litert
 imports the LiteRT runtime, only edge.adapters.mqtt imports paho, and the door's
