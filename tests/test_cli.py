@@ -82,3 +82,28 @@ def test_console_script_runs():
         capture_output=True, text=True, check=True,
     ).stdout
     assert "same person" in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["--config", "a.toml", "-v", "gallery", "list"],
+    ["gallery", "list", "--config", "a.toml", "-v"],
+    ["-v", "gallery", "list", "--config", "a.toml"],
+    ["--config", "a.toml", "gallery", "list", "-v"],
+])  # fmt: skip
+def test_shared_options_go_before_or_after_the_subcommand(argv):
+    from pathlib import Path
+
+    from edge.cli import _parser
+
+    args = _parser().parse_args(argv)
+    assert (args.config, args.verbose) == (Path("a.toml"), True)
+
+
+def test_a_subcommand_does_not_reset_options_given_before_it():
+    from pathlib import Path
+
+    from edge.cli import _parser
+
+    args = _parser().parse_args(["--config", "a.toml", "-v", "run"])
+    assert (args.config, args.verbose) == (Path("a.toml"), True)
+    assert _parser().parse_args(["run"]).config is None
