@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         config = Config()
         report = build_gallery(args.lfw, Path(work) / "lfw.gallery", config.recognition,
-                               dtype=config.gallery.dtype, workers=args.workers, strict=args.strict)
+                               dtype=config.gallery.dtype, workers=args.workers, strict=args.strict,
+                               match_threshold=config.search.match_threshold)
         seconds = time.perf_counter() - started
         size_mib = sum(f.stat().st_size for f in (Path(work) / "lfw.gallery").iterdir()) / 2**20
     photos = sum(report.enrolled.values()) + len(report.skipped)

@@ -55,7 +55,7 @@ def measure(mode: str, faces: int, frames_per_visit: int) -> dict:
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         build_gallery(demo.write_dataset(work / "people"), work / "gallery", config.recognition,
-                      dtype=config.gallery.dtype, workers=1)
+                      dtype=config.gallery.dtype, workers=1, match_threshold=config.search.match_threshold)
         frames_dir = demo.write_frames(work / "frames", frames_per_visit=frames_per_visit, faces_per_frame=faces)
         visit_starts = [0, frames_per_visit + 30]  # demo.write_frames: each visit, then 30 empty frames
         gallery = Gallery.open(work / "gallery")
@@ -80,7 +80,7 @@ def measure(mode: str, faces: int, frames_per_visit: int) -> dict:
                 pass
 
         current = [0]
-        loop = DoorLoop(engine, gallery, Recorder(), config.door, config.recognition.match_threshold)
+        loop = DoorLoop(engine, gallery, Recorder(), config.door, config.search.match_threshold)
         engine.detect(frames[0].image)  # load-time work (first allocation) is not part of the loop
         started_at: dict[int, float] = {}
         cpu0, wall0 = time.process_time(), time.perf_counter()

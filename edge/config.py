@@ -4,6 +4,7 @@
     [recognition.runtime]   ...RuntimeSettings     [recognition.detector]  ...DetectorSettings
     [recognition.embedder]  ...EmbedderSettings
     [gallery]               edge.gallery.settings.GallerySettings
+    [search]                edge.gallery.settings.SearchSettings (the match threshold)
     [camera]                edge.adapters.settings.CameraSettings
     [door]                  edge.door.settings.LoopSettings
     [door.tracker]          ...TrackerSettings     [door.decision]         ...DecisionSettings
@@ -15,7 +16,7 @@ This module only composes, reads TOML and resolves ``${NAME}`` references to
 environment variables (so that secrets live in the environment, not in the
 file). The bounds and rules of every key are in its component's model; the
 only rules written here are those between sections: the door's
-unknown_threshold against the recognition match_threshold (checked by the
+unknown_threshold against the search match_threshold (checked by the
 decision settings' own method), and the button and the light on different
 pins.
 """
@@ -33,7 +34,7 @@ from pydantic import ValidationError, model_validator
 from edge.adapters.settings import ButtonSettings, CameraSettings, LightSettings, MqttSettings
 from edge.door.settings import LoopSettings
 from edge.enrollment.settings import EnrollSettings
-from edge.gallery.settings import GallerySettings
+from edge.gallery.settings import GallerySettings, SearchSettings
 from edge.perception.settings import RecognitionSettings
 from edge.settings import Settings
 
@@ -45,6 +46,7 @@ class ConfigError(ValueError):
 class Config(Settings):
     recognition: RecognitionSettings = RecognitionSettings()
     gallery: GallerySettings = GallerySettings()
+    search: SearchSettings = SearchSettings()
     camera: CameraSettings = CameraSettings()
     door: LoopSettings = LoopSettings()
     enrollment: EnrollSettings = EnrollSettings()
@@ -55,7 +57,7 @@ class Config(Settings):
     @model_validator(mode="after")
     def _sections_agree(self) -> Config:
         try:
-            self.door.decision.check_against(self.recognition.match_threshold)
+            self.door.decision.check_against(self.search.match_threshold)
         except ValueError as exc:
             raise ValueError(f"door.decision: {exc}") from None
         if self.button.pin is not None and self.button.pin == self.light.pin:

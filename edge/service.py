@@ -129,7 +129,7 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
         except SourceError as exc:
             raise ConfigError(str(exc)) from None
         engine = stack.enter_context(FaceEngine.open(config.recognition))
-        loop = DoorLoop(engine, gallery, publisher, door, config.recognition.match_threshold, source.name)
+        loop = DoorLoop(engine, gallery, publisher, door, config.search.match_threshold, source.name)
         light = stack.enter_context(EnrollLight(config.light)) if config.light.pin is not None else None
 
         def report_enrollment(message: EnrollmentMessage) -> None:
@@ -138,7 +138,7 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
                 light.update(message)
 
         loop.enrollment = commands.enrollment = DoorEnrollment(
-            engine, gallery_path, model_id, config.enrollment, config.recognition.match_threshold,
+            engine, gallery_path, model_id, config.enrollment, config.search.match_threshold,
             report_enrollment, source.name,
         )
         if config.button.pin is not None:

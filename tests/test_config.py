@@ -30,8 +30,8 @@ def test_reads_values(tmp_path):
     [
         ("[recognition.runtime]\nnum_thread = 2\n", "recognition.runtime.num_thread: unknown key"),
         ("[recognition.runtime]\nnum_threads = 0\n", "recognition.runtime.num_threads: .*greater than or equal to 1"),
-        ("[recognition]\nmatch_threshold = 1.5\n", "recognition.match_threshold: .*less than or equal to 1"),
-        ("[recognition]\nmatch_threshold = -0.2\n", "recognition.match_threshold: .*greater than or equal to 0"),
+        ("[search]\nmatch_threshold = 1.5\n", "search.match_threshold: .*less than or equal to 1"),
+        ("[search]\nmatch_threshold = -0.2\n", "search.match_threshold: .*greater than or equal to 0"),
         ("[recognition]\nmodel_set = 'float64'\n", "recognition.model_set"),
         ("[recognition.runtime]\ndelegate = 'tpu'\n", "recognition.runtime.delegate"),
         ("[recognition.runtime]\ndelegate = 'gpu'\n", "needs gpu_delegate_library"),

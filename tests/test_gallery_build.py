@@ -84,7 +84,7 @@ def test_built_gallery_identifies_a_new_photo_of_an_enrolled_person(dataset, tmp
     query = engine.subject(image).embedding
     gallery = Gallery.open(gallery_path)
     try:
-        [match] = identify(gallery, query[None], threshold=Config().recognition.match_threshold)
+        [match] = identify(gallery, query[None], Config().search)
         assert match is not None and match.name == "obama"
     finally:
         gallery.close()
@@ -274,7 +274,7 @@ def test_a_group_photo_enrolls_the_face_that_matches_the_persons_other_photos(tm
     [matched] = summary["matched"]
     width = cv2.imread(str(root / "obama" / "with_joe.jpg")).shape[1]
     assert matched["path"].endswith("with_joe.jpg") and matched["name"] == "obama"
-    assert matched["box"][0] > width / 2 and matched["similarity"] >= RecognitionSettings().match_threshold
+    assert matched["box"][0] > width / 2 and matched["similarity"] >= Config().search.match_threshold
     [skipped] = summary["skipped"]
     assert skipped["path"].endswith("with_barack.jpg") and "no clear photo of this person" in skipped["reason"]
 

@@ -5,6 +5,7 @@ import pytest
 
 from edge.gallery.errors import DimensionMismatchError
 from edge.gallery.search import Match, identify, search
+from edge.gallery.settings import SearchSettings
 from edge.gallery.store import Gallery
 
 MODEL = "sha256:search-test"
@@ -72,10 +73,10 @@ def test_identify_threshold(people):
     gallery, centres, rng = people
     stranger = unit(rng.standard_normal(128))
     known = near(centres["dee"], rng, 0.05, 1)[0]
-    answers = identify(gallery, np.stack([known, stranger]), threshold=0.5)
+    answers = identify(gallery, np.stack([known, stranger]), SearchSettings(match_threshold=0.5))
     assert answers[0].name == "dee" and answers[0].similarity >= 0.5
     assert answers[1] is None
-    assert identify(gallery, known, threshold=0.9999)[0] is None
+    assert identify(gallery, known, SearchSettings(match_threshold=0.9999))[0] is None
 
 
 def test_vote_takes_the_majority_of_the_nearest(tmp_path):
@@ -89,16 +90,16 @@ def test_vote_takes_the_majority_of_the_nearest(tmp_path):
     with Gallery.create(tmp_path / "g", MODEL) as gallery:
         gallery.append(np.stack([at(0.9), at(0.8), at(0.79), at(0.78), at(0.7), at(0.2), at(0.1)]),
                        ["bob", "ann", "ann", "ann", "bob", "cy", "cy"])
-        assert identify(gallery, query, threshold=0.5)[0].name == "bob"
-        voted = identify(gallery, query, threshold=0.5, vote=5)[0]
+        assert identify(gallery, query, SearchSettings(match_threshold=0.5))[0].name == "bob"
+        voted = identify(gallery, query, SearchSettings(match_threshold=0.5, vote=5))[0]
         assert voted.name == "ann" and voted.row == 1 and voted.similarity == pytest.approx(0.8, abs=1e-5)
         # Only neighbours at or above the threshold vote: here just the nearest one.
-        assert identify(gallery, query, threshold=0.85, vote=5)[0].name == "bob"
-        assert identify(gallery, query, threshold=0.95, vote=5)[0] is None
+        assert identify(gallery, query, SearchSettings(match_threshold=0.85, vote=5))[0].name == "bob"
+        assert identify(gallery, query, SearchSettings(match_threshold=0.95, vote=5))[0] is None
         # A tie in votes goes to the person with the most similar sample.
-        assert identify(gallery, query, threshold=0.5, vote=2)[0].name == "bob"
+        assert identify(gallery, query, SearchSettings(match_threshold=0.5, vote=2))[0].name == "bob"
         with pytest.raises(ValueError):
-            identify(gallery, query, threshold=0.5, vote=0)
+            SearchSettings(match_threshold=0.5, vote=0)
 
 
 def test_deleted_and_compacted_rows_are_not_found(people):
@@ -124,6 +125,6 @@ def test_a_reader_searching_during_compaction_gets_consistent_names(people, tmp_
 def test_empty_gallery_and_bad_queries(tmp_path):
     with Gallery.create(tmp_path / "g", MODEL) as gallery:
         assert search(gallery, unit(np.ones(128)), k=3) == [[]]
-        assert identify(gallery, unit(np.ones((2, 128))), threshold=0.3) == [None, None]
+        assert identify(gallery, unit(np.ones((2, 128))), SearchSettings(match_threshold=0.3)) == [None, None]
         with pytest.raises(DimensionMismatchError):
             search(gallery, unit(np.ones(64)))

@@ -11,6 +11,7 @@ import csv
 import pytest
 
 from edge.perception.settings import RecognitionSettings
+from edge.similarity import MATCH_THRESHOLD, is_match
 from edge.perception.photos import embed_photos
 
 FOLD_SIZE = 600
@@ -30,9 +31,9 @@ def test_first_fold_accuracy_at_the_default_threshold(lfw):
         a, b = photos[str(lfw / row["path_a"])], photos[str(lfw / row["path_b"])]
         if a.embedding is None or b.embedding is None:
             continue  # a missed face is a wrong answer
-        same = float(a.embedding @ b.embedding) >= config.match_threshold
+        same = is_match(float(a.embedding @ b.embedding), MATCH_THRESHOLD)
         correct += same == (row["same"] == "1")
     accuracy = correct / len(rows)
     missed = sum(p.embedding is None for p in photos.values())
     assert missed <= 2, f"{missed} of {len(paths)} LFW photos had no face found"
-    assert accuracy >= 0.985, f"fold-1 accuracy {accuracy:.4f} at threshold {config.match_threshold}"
+    assert accuracy >= 0.985, f"fold-1 accuracy {accuracy:.4f} at threshold {MATCH_THRESHOLD}"

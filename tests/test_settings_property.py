@@ -82,7 +82,7 @@ def test_every_accepted_config_constructs_every_component(tmp_path, raw, source)
     except ConfigError:
         return  # refused with the reasons: nothing to construct
     recognition, door = config.recognition, config.door
-    threshold = recognition.match_threshold
+    threshold = config.search.match_threshold
     with ExitStack() as stack:
         try:
             engine = stack.enter_context(FaceEngine.open(recognition))

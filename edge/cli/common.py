@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from edge.config import Config, ConfigError
-from edge.similarity import MatchThreshold
+from edge.gallery.settings import SearchSettings
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
 
@@ -24,11 +24,15 @@ def gallery_path(given: Path | None, config: Config) -> Path:
     return Path(path)
 
 
-def match_threshold(given: float | None, config: Config) -> float:
-    """--threshold, else [recognition] match_threshold; both checked by the one threshold type (edge.similarity)."""
-    if given is None:
-        return config.recognition.match_threshold
+FLAGS = {"match_threshold": "--threshold", "vote": "--k"}
+"""The command-line flags that override [search] keys."""
+
+
+def search_settings(config: Config, threshold: float | None = None, vote: int | None = None) -> SearchSettings:
+    """[search] with --threshold and --k applied (None: not given), checked by SearchSettings' own bounds."""
+    given = {k: v for k, v in (("match_threshold", threshold), ("vote", vote)) if v is not None}
     try:
-        return TypeAdapter(MatchThreshold).validate_python(given)
-    except ValidationError:
-        raise ConfigError(f"--threshold {given}: must be a cosine similarity within 0..1") from None
+        return SearchSettings.model_validate({**config.search.model_dump(), **given})
+    except ValidationError as exc:
+        reasons = "; ".join(f"{FLAGS[e['loc'][0]]} {given[e['loc'][0]]}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(reasons) from None

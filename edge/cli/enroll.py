@@ -74,7 +74,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 last_reason = verdict.reason
             return preview.show(image, verdict)
 
-        session = EnrollmentSession(name, settings, config.recognition.match_threshold, started_at=time.monotonic())
+        session = EnrollmentSession(name, settings, config.search.match_threshold, started_at=time.monotonic())
         try:
             outcome = collect(engine, source, session, watch)
         except SourceError as exc:

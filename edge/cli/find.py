@@ -14,14 +14,14 @@ import sys
 from pathlib import Path
 
 from edge.similarity import is_match
-from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path, match_threshold
+from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path, search_settings
 from edge.config import Config, ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", type=Path, metavar="IMAGE")
     p.add_argument("--gallery", type=Path, help="default: [gallery] path in the config")
-    p.add_argument("--threshold", type=float, help="cosine similarity to count as a match (default: match_threshold)")
+    p.add_argument("--threshold", type=float, help="cosine similarity to count as a match (default: [search] match_threshold)")
     p.add_argument("--max", type=int, default=20, help="at most this many results (default: %(default)s)")
     p.add_argument("--nearest", action="store_true", help="list the nearest samples even below the threshold")
     p.add_argument("--distances", action="store_true", help="show the similarity of each result")
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from edge.perception.modelset import embedding_model_id
     from edge.perception.photos import photo_result
 
-    threshold = match_threshold(args.threshold, config)
+    threshold = search_settings(config, args.threshold).match_threshold
     if not 1 <= args.max <= 10_000:
         raise ConfigError("--max must be 1..10000")
     gallery = Gallery.open(gallery_path(args.gallery, config), model_id=embedding_model_id(config.recognition))

@@ -95,6 +95,7 @@ def _build(args: argparse.Namespace, config: Config) -> int:
         report = build_gallery(
             args.dataset, gallery_path(args.gallery, config), config.recognition, config.gallery.dtype,
             args.workers, _ProgressBar(sys.stderr), strict=args.strict,
+            match_threshold=config.search.match_threshold,
         )
     except ValueError as exc:  # not a dataset folder
         raise ConfigError(str(exc)) from None

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from edge.similarity import is_match
-from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path, match_threshold
+from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path, search_settings
 from edge.config import Config, ConfigError
 from edge.imageio import IMAGE_SUFFIXES, ImageError, load_image
 
@@ -22,8 +22,8 @@ from edge.imageio import IMAGE_SUFFIXES, ImageError, load_image
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos, or folders of photos")
     p.add_argument("--gallery", type=Path, help="default: [gallery] path in the config")
-    p.add_argument("--threshold", type=float, help="cosine similarity to accept a match (default: match_threshold)")
-    p.add_argument("--k", type=int, help="decide by a majority vote of the K nearest samples")
+    p.add_argument("--threshold", type=float, help="cosine similarity to accept a match (default: [search] match_threshold)")
+    p.add_argument("--k", type=int, help="decide by a majority vote of the K nearest samples (default: [search] vote)")
     p.add_argument("--json", action="store_true", help="one JSON line per photo")
 
 
@@ -34,9 +34,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from edge.perception.modelset import embedding_model_id
     from edge.perception.photos import find_faces
 
-    threshold = match_threshold(args.threshold, config)
-    if args.k is not None and not 1 <= args.k <= 100:
-        raise ConfigError("--k must be 1..100")
+    settings = search_settings(config, args.threshold, args.k)
     gallery = Gallery.open(gallery_path(args.gallery, config), model_id=embedding_model_id(config.recognition))
     engine = FaceEngine.open(config.recognition)
     failures = 0
@@ -53,10 +51,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
             if faces:
                 vectors = engine.embed(image, faces)
                 nearest = search(gallery, vectors, k=1)
-                if args.k is None:
-                    chosen = [n[0] if n and is_match(n[0].similarity, threshold) else None for n in nearest]
+                if settings.vote is None:  # the nearest already found answer it
+                    chosen = [n[0] if n and is_match(n[0].similarity, settings.match_threshold) else None
+                              for n in nearest]
                 else:
-                    chosen = identify(gallery, vectors, threshold, vote=args.k)
+                    chosen = identify(gallery, vectors, settings)
                 for face, near, match in zip(faces, nearest, chosen):
                     results.append({
                         "box": face.box.as_list(),

@@ -44,7 +44,7 @@ def run_demo(args: argparse.Namespace, config: Config) -> int:
     with tempfile.TemporaryDirectory(prefix="edge-demo-") as work:
         work = Path(work)
         report = build_gallery(demo.write_dataset(work / "people"), work / "gallery", config.recognition,
-                               config.gallery.dtype, workers=1)
+                               config.gallery.dtype, workers=1, match_threshold=config.search.match_threshold)
         print(f"# enrolled {dict(report.enrolled)} from the bundled photos; playing {work / 'frames'}", flush=True)
         config = config.with_overrides(
             camera={"source": str(demo.write_frames(work / "frames"))},

@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from edge.cli.common import EXIT_INPUT, EXIT_OK, match_threshold
+from edge.cli.common import EXIT_INPUT, EXIT_OK, search_settings
 from edge.config import Config, ConfigError
 
 
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from edge.verification import compare, read_pairs
 
     recognition = config.recognition
-    threshold = match_threshold(args.threshold, config)
+    threshold = search_settings(config, args.threshold).match_threshold
     if args.pairs is None:
         if len(args.images) != 2:
             raise ConfigError("verify takes two images, or --pairs CSV")

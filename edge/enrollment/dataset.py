@@ -44,7 +44,7 @@ from edge.names import InvalidNameError, validate_name
 from edge.perception.modelset import embedding_model_id
 from edge.perception.photos import Candidate, PhotoResult, SubjectRule, embed_photos
 from edge.perception.settings import RecognitionSettings
-from edge.similarity import is_match
+from edge.similarity import MATCH_THRESHOLD, is_match
 from edge.faces import BBox
 
 BATCH_ROWS = 256
@@ -226,6 +226,7 @@ def build_gallery(
     workers: int | None = None,
     progress: Progress | None = None,
     strict: bool = False,
+    match_threshold: float = MATCH_THRESHOLD,
 ) -> BuildReport:
     """Make a new gallery at ``gallery_path`` from the dataset folder.
 
@@ -246,7 +247,8 @@ def build_gallery(
     temporary = gallery_path.with_name(f".{gallery_path.name}.building-{uuid.uuid4().hex[:8]}")
     gallery = Gallery.create(temporary, embedding_model_id(recognition), dtype=dtype)
     try:
-        _enroll(gallery, photos, recognition, workers, progress, "clear", report, by_position=not strict)
+        _enroll(gallery, photos, recognition, workers, progress, "clear", report, by_position=not strict,
+                match_threshold=match_threshold)
         gallery.close()
         os.rename(temporary, gallery_path)
     except BaseException:
@@ -292,7 +294,8 @@ def add_to_gallery(
 
 
 def _enroll(gallery: Gallery, photos: list[DatasetPhoto], recognition: RecognitionSettings, workers: int | None,
-            progress: Progress | None, rule: SubjectRule, report: BuildReport, by_position: bool = False) -> None:
+            progress: Progress | None, rule: SubjectRule, report: BuildReport, by_position: bool = False,
+            match_threshold: float = MATCH_THRESHOLD) -> None:
     pending: list[tuple[DatasetPhoto, PhotoResult]] = []
     undecided: list[tuple[DatasetPhoto, PhotoResult]] = []  # several faces: wait for the person's clear photos
     sums: dict[str, np.ndarray] = {}  # per person, the sum of their clear samples: its direction is their mean
@@ -309,9 +312,8 @@ def _enroll(gallery: Gallery, photos: list[DatasetPhoto], recognition: Recogniti
             _append(gallery, pending, report)
         if progress is not None:
             progress(done, len(photos))
-    threshold = recognition.match_threshold
     for photo, result in undecided:
-        chosen, why = pick_by_reference(result.candidates, sums.get(photo.identity), threshold)
+        chosen, why = pick_by_reference(result.candidates, sums.get(photo.identity), match_threshold)
         if chosen is None and by_position and result.by_position is not None and why in _BY_POSITION_WHEN:
             central = result.by_position
             pending.append((photo, PhotoResult(photo.path, central.box, central.embedding, result.faces_found,

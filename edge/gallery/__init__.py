@@ -2,7 +2,7 @@
 
     from edge.gallery import Gallery, identify
     gallery = Gallery.open("door.gallery", model_id=embedder_sha256)
-    matches = identify(gallery, vectors, threshold=MATCH_THRESHOLD)   # [Match(name, similarity, row) or None]
+    matches = identify(gallery, vectors, SearchSettings())   # [Match(name, similarity, row) or None]
 
 ``store`` holds the files and their guarantees, ``search`` the identity-level
 answers over edge.gallery.topk.top_k, ``errors`` the exception classes. Names are

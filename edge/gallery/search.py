@@ -1,13 +1,13 @@
 """Who is this? Identity-level answers from a gallery, over edge.gallery.topk.top_k.
 
-    results = search(gallery, vectors, k=3)                  # per query: best 3 people
-    answers = identify(gallery, vectors, threshold=MATCH_THRESHOLD)     # per query: Match or None (unknown)
-    answers = identify(gallery, vectors, threshold=MATCH_THRESHOLD, vote=5)
+    results = search(gallery, vectors, k=3)                       # per query: best 3 people
+    answers = identify(gallery, vectors, SearchSettings())        # per query: Match or None (unknown)
+    answers = identify(gallery, vectors, SearchSettings(vote=5))
 
 Similarities are cosine similarities, -1..1, of unit embeddings. A person
-with several samples counts once, with the best of them. ``threshold`` is
-the similarity at or above which a face is accepted as that person; below
-it the answer is None: unknown.
+with several samples counts once, with the best of them. A face is that
+person when the similarity is a match (edge.similarity.is_match with the
+settings' match_threshold); otherwise the answer is None: unknown.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.gallery.errors import DimensionMismatchError, GalleryError
+from edge.gallery.settings import SearchSettings
 from edge.gallery.store import Gallery, GalleryView
 from edge.gallery.topk import top_k
 from edge.similarity import is_match
@@ -63,22 +64,19 @@ def search(gallery: Gallery, queries: np.ndarray, k: int = 1) -> list[list[Match
     raise GalleryError(f"{gallery.path}: rows kept changing under the search; try again")
 
 
-def identify(
-    gallery: Gallery, queries: np.ndarray, threshold: float, vote: int | None = None
-) -> list[Match | None]:
+def identify(gallery: Gallery, queries: np.ndarray, settings: SearchSettings) -> list[Match | None]:
     """For each query the enrolled person it is, or None when nobody matches well enough.
 
-    Without ``vote``: the most similar person, if their similarity reaches
-    ``threshold``. With ``vote=K``: the K most similar samples vote, each
-    for its person, counting only samples at or above ``threshold``; most
+    Without ``settings.vote``: the most similar person, if their similarity
+    is a match (``settings.match_threshold``). With a vote of K: the K most
+    similar samples vote, each for its person, counting only matches; most
     votes wins, a tie goes to the person with the most similar sample; no
     vote at all means unknown. The Match carries the winner's best sample.
     """
+    threshold, vote = settings.match_threshold, settings.vote
     if vote is None:
         return [found[0] if found and is_match(found[0].similarity, threshold) else None
                 for found in search(gallery, queries, 1)]
-    if vote < 1:
-        raise ValueError(f"vote must be at least 1, got {vote}")
     queries = _as_queries(gallery, queries)
     for _ in range(_ATTEMPTS):
         view = gallery.view()

@@ -19,7 +19,6 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from edge.settings import Probability, Settings
-from edge.similarity import MATCH_THRESHOLD, MatchThreshold
 
 ModelSetName = Literal["float16", "float32", "int8"]
 """The model sets of edge.perception.modelset.MODEL_SETS."""
@@ -78,16 +77,10 @@ class EmbedderSettings(Settings):
 
 
 class RecognitionSettings(Settings):
-    """The [recognition] section: which models, on what runtime, and when two faces are one person.
-
-    match_threshold is not used by the engine itself: it is the one
-    "same person" threshold (edge.similarity.is_match) that gallery search,
-    the door's decisions, enrollment, verify and find all use.
-    """
+    """The [recognition] section: which models, on what runtime (the match threshold is [search]'s)."""
 
     models_dir: Path | None = Field(None, description="folder with the .tflite files and manifest.json")
     model_set: ModelSetName = "float16"
-    match_threshold: MatchThreshold = Field(MATCH_THRESHOLD, description="cosine similarity for 'same person', 0..1")
     runtime: RuntimeSettings = RuntimeSettings()
     detector: DetectorSettings = DetectorSettings()
     embedder: EmbedderSettings = EmbedderSettings()
