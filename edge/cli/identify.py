@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edge.similarity import is_match
 from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path, search_settings
-from edge.config import Config, ConfigError
+from edge.config import Config
 from edge.imageio import IMAGE_SUFFIXES, ImageError, load_image
 
 
