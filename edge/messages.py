@@ -143,3 +143,19 @@ class EnrollmentStatus:
 
 
 EnrollmentMessage = EnrollmentProgress | EnrollmentStatus
+
+
+@dataclass(frozen=True, slots=True)
+class GalleryProblem:
+    """The door's gallery cannot be trusted whole (for the ``error`` topic).
+
+    detail: one line saying what is wrong. rows: damaged rows left out of
+    matching (numbered as in the gallery now); empty when the whole gallery
+    is gone or unreadable, in which case nobody is recognized until it is back.
+    """
+
+    detail: str
+    rows: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"topic": "gallery", "error": self.detail, "rows": list(self.rows), "timestamp": iso_time()}

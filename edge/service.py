@@ -7,8 +7,10 @@ commands, and the GPIO button and light when configured) and systemd's
 notifier, then runs the loop until the source ends (with ``exit_at_end``)
 or SIGTERM/SIGINT. Every resource is entered on one ExitStack, so each is
 closed on every path out, errors included; the link's close publishes
-``offline``. Commands from MQTT run on the link's thread: they change the
-gallery (whose readers see the change) or ask the loop to enroll.
+``offline``. Commands from MQTT run on the link's command worker (never on
+its network thread, so waiting for the gallery's lock does not stall the
+connection): they change the gallery (whose readers see the change) or ask
+the loop to enroll, as far as ``[mqtt] remote_admin`` allows.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from edge.adapters.camera import FolderSource, OpenCvSource, Reconnecting, SourceError, open_source
-from edge.adapters.commands import Command
+from edge.adapters.commands import Command, CommandError
 from edge.adapters.gpio import EnrollButton, EnrollLight
 from edge.adapters.stdout import StdoutPublisher
 from edge.adapters.systemd import Notifier
 from edge.config import Config, ConfigError
 from edge.door.loop import DoorLoop, Publisher
-from edge.enrollment.at_door import DoorEnrollment
+from edge.enrollment.at_door import DoorEnrollment, EnrollmentRefused
+from edge.gallery.errors import GalleryError
 from edge.gallery.store import Gallery
 from edge.messages import CameraStatus, EnrollmentMessage, Event, State
 from edge.perception.engine import FaceEngine
@@ -70,38 +73,85 @@ class MqttPublisher:
                                             camera_detail=self._camera.detail))
 
 
-class CommandHandler:
-    """Carries out MQTT commands; anything it cannot do raises (the link answers on `error`)."""
+ADMIN_ACTIONS = frozenset({"remove", "rename"})
+"""Commands that change who is enrolled; refused unless ``[mqtt] remote_admin = true``."""
 
-    def __init__(self, gallery_path: Path, model_id: str | None = None) -> None:
+
+class CommandHandler:
+    """Carries out MQTT commands (and the button's press), within what ``remote_admin`` allows.
+
+    Returns a line saying what was done (the link publishes it on
+    ``result``); raises CommandError saying why not (on ``error``). Without
+    ``remote_admin`` a command may only enroll a new name (or an automatic
+    ``person_N``); with it, it may also remove or rename people and, with
+    ``"append": true``, add samples to someone enrolled. The rules about
+    names already enrolled and a session already running are
+    DoorEnrollment's. A removal also compacts the gallery, so the person's
+    vectors and name leave the disk.
+    """
+
+    def __init__(self, gallery_path: Path, model_id: str | None = None, *, remote_admin: bool = False,
+                 lock_timeout: float = 5.0) -> None:
         self.gallery_path, self.model_id = gallery_path, model_id
+        self.remote_admin, self.lock_timeout = remote_admin, lock_timeout
         self.next_name: str | None = None
         self.enrollment: DoorEnrollment | None = None
 
-    def __call__(self, command: Command) -> None:
+    def __call__(self, command: Command) -> str | None:
+        if command.action in ADMIN_ACTIONS or command.append:
+            if not self.remote_admin:
+                what = "adding samples to someone enrolled" if command.append else f"{command.action!r}"
+                raise CommandError(f"{what} over MQTT is off: set [mqtt] remote_admin = true on the door "
+                                   "(and restrict the command topics with broker ACLs)")
+        try:
+            return self._carry_out(command)
+        except (EnrollmentRefused, GalleryError) as exc:
+            raise CommandError(str(exc)) from None
+
+    def _carry_out(self, command: Command) -> str | None:
         if command.action == "set_name":
             self.next_name = command.name
-        elif command.action == "enroll_start":
-            self._enrollment().request(command.name or self.next_name)
-        elif command.action == "enroll_cancel":
+            return None
+        if command.action == "enroll_start":
+            name = command.name or self.next_name
+            self._enrollment().request(name, append=command.append)
+            return None  # the enrollment topic reports how it goes
+        if command.action == "enroll_cancel":
             self._enrollment().cancel()
-        elif command.action == "remove":
-            with Gallery.open(self.gallery_path, self.model_id, writable=True, lock_timeout=5.0) as gallery:
+            return None
+        if command.action == "remove":
+            with self._writable() as gallery:
                 removed = gallery.delete_identity(command.name)
+                if removed:
+                    gallery.compact()  # the vectors and the name leave the disk, not only the search
             if not removed:
-                raise ValueError(f"nobody named {command.name!r} is enrolled")
-            log.info("removed %s (%d samples)", command.name, removed)
-        elif command.action == "reload":
-            pass  # the loop's Gallery.view() re-reads the gallery whenever it changed
-        else:
-            raise ValueError(f"unknown action {command.action!r}")
+                raise CommandError(f"nobody named {command.name!r} is enrolled")
+            log.warning("removed %s (%d samples) by MQTT command", command.name, removed)
+            return f"removed {command.name!r} ({removed} samples)"
+        if command.action == "rename":
+            with self._writable() as gallery:
+                renamed = gallery.rename_identity(command.name, command.new_name)
+            if not renamed:
+                raise CommandError(f"nobody named {command.name!r} is enrolled")
+            log.warning("renamed %s to %s by MQTT command", command.name, command.new_name)
+            return f"renamed {command.name!r} to {command.new_name!r} ({renamed} samples)"
+        if command.action == "reload":
+            return None  # the loop's Gallery.view() re-reads the gallery whenever it changed
+        raise CommandError(f"unknown action {command.action!r}")
 
     def start_from_button(self) -> None:
-        self._enrollment().request(self.next_name)
+        """A press of the enrollment button: refused requests are logged (nobody to answer at the door)."""
+        try:
+            self._enrollment().request(self.next_name)
+        except (EnrollmentRefused, CommandError, GalleryError) as exc:
+            log.warning("enrollment button ignored: %s", exc)
+
+    def _writable(self) -> Gallery:
+        return Gallery.open(self.gallery_path, self.model_id, writable=True, lock_timeout=self.lock_timeout)
 
     def _enrollment(self) -> DoorEnrollment:
         if self.enrollment is None:
-            raise ValueError("enrollment is not ready yet")
+            raise CommandError("enrollment is not ready yet")
         return self.enrollment
 
 
@@ -112,14 +162,17 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
     gallery_path = Path(config.gallery.path)
     door = config.door
     with ExitStack() as stack:
-        commands = CommandHandler(gallery_path)
+        commands = CommandHandler(gallery_path, remote_admin=config.mqtt.remote_admin)
         publisher: Publisher = StdoutPublisher()
         if config.mqtt.host is not None:
-            from edge.adapters.mqtt import MqttLink
+            from edge.adapters.mqtt import MqttLink, MqttSetupError
 
             # First, so that whatever fails after this is seen: the link's close says "offline".
             link = MqttLink(config.mqtt, door.device_id, door.device_name, commands)
-            link.start()
+            try:
+                link.start()
+            except MqttSetupError as exc:
+                raise ConfigError(str(exc)) from None
             stack.callback(link.stop)
             publisher = MqttPublisher(link)
         commands.model_id = model_id = embedding_model_id(config.recognition)

@@ -25,7 +25,18 @@ faces pointing away from each other the same person)."""
 Similarity = Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]
 """A cosine similarity, -1..1."""
 
+SIMILARITY_SLACK = 0.02
+"""How far outside -1..1 a computed similarity may be from rounding alone: stored
+rows are within 0.01 of unit length (edge.gallery.fileformat), queries within
+0.001. Anything beyond comes from damaged data: never a match."""
+
+
+def is_plausible(similarity):
+    """Whether ``similarity`` can be a cosine similarity of sound embeddings (within the slack)."""
+    return (similarity >= -1.0 - SIMILARITY_SLACK) & (similarity <= 1.0 + SIMILARITY_SLACK)
+
 
 def is_match(similarity: float, threshold: float) -> bool:
-    """True when ``similarity`` (cosine, -1..1) reaches ``threshold``: the same person."""
-    return similarity >= threshold
+    """True when ``similarity`` (cosine, -1..1) reaches ``threshold``: the same person.
+    A similarity beyond 1 + SIMILARITY_SLACK is damage, never a match."""
+    return (similarity >= threshold) & is_plausible(similarity)

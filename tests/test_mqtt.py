@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -225,7 +226,9 @@ def test_event_is_json_with_qos_1(make_link, observe) -> None:
 @pytest.mark.slow
 def test_state_is_retained_and_sent_again_after_reconnect(mosquitto, make_link, observe) -> None:
     link = make_link()
+    live = observe([f"{BASE}/state"])
     link.publish_state(State(("alice",), "alice", DEVICE, "cam0"))
+    live.wait_for(f"{BASE}/state")  # the broker has it: a new subscriber now gets it as the retained message
     (state,) = observe([f"{BASE}/state"]).wait_for(f"{BASE}/state")
     assert state.retain and state.json()["known_present"] is True and state.json()["last_person"] == "alice"
 
@@ -440,6 +443,50 @@ def test_tls_with_password(tls_broker) -> None:
         for link in links:
             link.stop(timeout=1.0)
         seen.close()
+
+
+@pytest.mark.slow
+def test_connection_failures_are_logged_with_their_reason(tls_broker, tmp_path, caplog) -> None:
+    broker, tls_port, ca_file = tls_broker
+    other_ca = tmp_path / "other-ca.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(tmp_path / "other-ca.key"), "-out", str(other_ca), "-days", "2",
+                    "-subj", "/CN=another CA"], check=True, capture_output=True)  # fmt: skip
+    login = {"username": "door", "password": "s3cret"}
+    cases = [
+        ("TLS to a plain port", {"port": broker.port, "tls": True, "ca_file": str(ca_file)},
+         ["TLS handshake failed", f"is port {broker.port} a TLS listener?"]),
+        ("system CA store", {"port": tls_port, "tls": True, **login},
+         ["TLS certificate verify failed", "the system's CA store"]),
+        ("wrong CA", {"port": tls_port, "tls": True, "ca_file": str(other_ca), **login},
+         ["TLS certificate verify failed", f"ca_file = {other_ca}"]),
+        ("plain to a TLS port", {"port": tls_port, **login},
+         ["closed before the broker answered", "is it a TLS port? (then set tls = true)"]),
+        ("bad password", {"port": tls_port, "tls": True, "ca_file": str(ca_file), "username": "door",
+                          "password": "wrong-pw"},
+         ["connection refused", "check [mqtt] username and password"]),
+    ]  # fmt: skip
+    for what, fields, expected in cases:
+        caplog.clear()
+        settings = MqttSettings(host="127.0.0.1", reconnect_min_delay=1, reconnect_max_delay=1, **fields)
+        link = MqttLink(settings, "failing", None, lambda c: None)
+        with caplog.at_level(logging.WARNING, logger="edge.adapters.mqtt"):
+            link.start()
+            try:
+                wait_until(lambda: all(e in caplog.text for e in expected), f"{what}: {expected} in {caplog.text!r}")
+                assert not link.connected
+            finally:
+                link.stop(timeout=0.5)
+        assert "s3cret" not in caplog.text and "wrong-pw" not in caplog.text
+        assert len([r for r in caplog.records if "retrying" in r.getMessage()]) == 1, f"{what}: logged once"
+
+
+def test_unreadable_tls_files_are_one_line(tmp_path) -> None:
+    from edge.adapters.mqtt import MqttSetupError
+
+    settings = MqttSettings(host="broker", tls=True, ca_file=str(tmp_path / "missing.crt"))
+    with pytest.raises(MqttSetupError, match=r"ca_file = .*missing.crt.*No such file"):
+        MqttLink(settings, "door", None, lambda c: None).start()
 
 
 def test_settings_are_checked() -> None:

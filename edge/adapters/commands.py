@@ -8,9 +8,12 @@ subtopic            action                payload
 ==================  ====================  =====================================================
 ``enroll``          ``enroll_start``      ``{"name": "alice"}``: enroll that person; or empty,
                                           ``{}`` or ``PRESS`` (Home Assistant's button) to
-                                          enroll under the name last set with ``set_name``
+                                          enroll under the name last set with ``set_name``;
+                                          ``{"name": "alice", "append": true}`` adds samples
+                                          to someone already enrolled
 ``enroll_cancel``   ``enroll_cancel``     empty, ``{}`` or ``PRESS``
 ``remove``          ``remove``            ``{"name": "alice"}`` (required)
+``rename``          ``rename``            ``{"name": "person_1", "new_name": "alice"}``
 ``reload``          ``reload``            empty, ``{}`` or ``PRESS``: re-read the gallery
 ``set_name``        ``set_name``          the name as plain UTF-8 text (Home Assistant's text
                                           entity sends it so), not JSON
@@ -18,7 +21,11 @@ subtopic            action                payload
 
 Names follow edge.names (the one name rule). Payloads are UTF-8
 and at most ``MAX_PAYLOAD_BYTES`` long; JSON payloads must be objects with no
-fields other than ``name``.
+fields other than the ones shown.
+
+Parsing says nothing about permission: who may enroll, remove or rename is
+decided by the door's command handler (edge.service.CommandHandler, with
+``[mqtt] remote_admin``).
 
 Anything else raises ``CommandError`` with a message meant for the person who
 sent the command (the link publishes it on the ``error`` topic); a malformed
@@ -31,14 +38,16 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from edge.messages import iso_time
 from edge.names import InvalidNameError, validate_name
 
-Action = Literal["enroll_start", "enroll_cancel", "remove", "reload", "set_name"]
+Action = Literal["enroll_start", "enroll_cancel", "remove", "rename", "reload", "set_name"]
 
 SUBTOPICS: dict[str, Action] = {
     "enroll": "enroll_start",
     "enroll_cancel": "enroll_cancel",
     "remove": "remove",
+    "rename": "rename",
     "reload": "reload",
     "set_name": "set_name",
 }
@@ -57,13 +66,32 @@ class CommandError(ValueError):
 class Command:
     """One valid command.
 
-    ``name`` is the validated person name for ``remove``, ``set_name`` and an
-    ``enroll_start`` that named someone; ``None`` otherwise (for
-    ``enroll_start``: use the name last set with ``set_name``).
+    ``name`` is the validated person name for ``remove``, ``rename`` (the
+    old name), ``set_name`` and an ``enroll_start`` that named someone;
+    ``None`` otherwise (for ``enroll_start``: use the name last set with
+    ``set_name``). ``new_name``: the new name of a ``rename``. ``append``: an
+    ``enroll_start`` that may add samples to a person already enrolled.
     """
 
     action: Action
     name: str | None = None
+    new_name: str | None = None
+    append: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    """The answer to one command: done (``ok``, on the ``result`` topic) or not (on ``error``).
+
+    ``topic`` is the command's topic; ``message`` one line for the person who sent it.
+    """
+
+    topic: str
+    ok: bool
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "result" if self.ok else "error": self.message, "timestamp": iso_time()}
 
 
 def parse_command(subtopic: str, payload: bytes) -> Command:
@@ -89,10 +117,20 @@ def parse_command(subtopic: str, payload: bytes) -> Command:
         if "name" not in fields:
             raise CommandError(f'{subtopic}: missing "name", expected {{"name": "<person>"}}')
         return Command(action, _name_field(subtopic, fields["name"]))
+    if action == "rename":
+        fields = _json_object(subtopic, text, allowed=("name", "new_name"))
+        if "name" not in fields or "new_name" not in fields:
+            raise CommandError(f'{subtopic}: expected {{"name": "<person>", "new_name": "<new name>"}}')
+        return Command(action, _name_field(subtopic, fields["name"]),
+                       new_name=_name_field(subtopic, fields["new_name"], "new_name"))
     if action == "enroll_start":
-        fields = {} if _is_bare(text) else _json_object(subtopic, text)
-        name = fields.get("name")
-        return Command(action, None if name is None else _name_field(subtopic, name))
+        fields = {} if _is_bare(text) else _json_object(subtopic, text, allowed=("name", "append"))
+        name, append = fields.get("name"), fields.get("append", False)
+        if not isinstance(append, bool):
+            raise CommandError(f'{subtopic}: "append" must be true or false, got {type(append).__name__}')
+        if append and name is None:
+            raise CommandError(f'{subtopic}: "append" needs the "name" of the person to add samples to')
+        return Command(action, None if name is None else _name_field(subtopic, name), append=append)
     # enroll_cancel, reload: no argument; "{}" is accepted, any field is not
     if not _is_bare(text):
         _json_object(subtopic, text, allowed=())
@@ -119,9 +157,9 @@ def _json_object(subtopic: str, text: str, allowed: tuple[str, ...] = ("name",))
     return value
 
 
-def _name_field(subtopic: str, value: object) -> str:
+def _name_field(subtopic: str, value: object, field: str = "name") -> str:
     if not isinstance(value, str):
-        raise CommandError(f'{subtopic}: "name" must be a string, got {type(value).__name__}')
+        raise CommandError(f'{subtopic}: "{field}" must be a string, got {type(value).__name__}')
     try:
         return validate_name(value)
     except InvalidNameError as exc:

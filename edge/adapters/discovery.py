@@ -7,7 +7,8 @@ Topics under ``<topic_prefix>/<device_id>/`` (``edge/<device_id>/`` by default):
 * ``state`` -- who is at the door now, JSON, retained; see ``STATE_FIELDS``.
 * ``face`` -- the latest face crop as JPEG bytes, not retained; only when enabled.
 * ``enrollment`` -- enrollment progress and outcome, JSON, not retained.
-* ``error`` -- the answer to a malformed command, JSON, not retained.
+* ``error`` -- the answer to a command refused or failed, JSON (``topic``, ``error``), not retained.
+* ``result`` -- the answer to a command carried out, JSON (``topic``, ``result``), not retained.
 * ``command/<subtopic>`` -- commands; see ``edge.adapters.commands``.
 
 Home Assistant discovery (retained, one topic per entity, all on one device):
@@ -90,6 +91,10 @@ class Topics:
     @property
     def error(self) -> str:
         return f"{self.base}/error"
+
+    @property
+    def result(self) -> str:
+        return f"{self.base}/result"
 
     @property
     def command_base(self) -> str:

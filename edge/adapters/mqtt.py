@@ -29,9 +29,25 @@ State, enrollment feedback, errors and face images are not queued: the
 state is sent again on each connect (only the last one matters) and the
 others are sent only while connected.
 
-Callbacks (``on_command``) run on paho's network thread: keep them short and
-hand work to another thread. An exception raised by ``on_command`` is
-answered on the ``error`` topic and does not stop the link.
+Commands. The link speaks MQTT 5 and subscribes to the command topics with
+"retain as published", so a command that was published retained carries
+the retain flag whether it is replayed on subscribing or delivered live
+(MQTT 3.1.1 brokers clear the flag on live delivery, which hid retained
+commands). A retained command is never carried out: it is answered on
+``error`` and the link publishes an empty retained message on its topic so
+that the broker forgets it (a broker ACL may refuse that; the error says to
+clear it). Valid commands go to a queue served by one worker thread, in
+order, so ``on_command`` may take its time (e.g. wait for the gallery's
+writer lock) while the network thread keeps the connection alive. What
+``on_command`` returns (a line of text) is published on ``result``; a
+``CommandError`` it raises on ``error``; any other exception is logged and
+answered on ``error`` in one line. Neither stops the link.
+
+Connection failures are logged with their reason, once per change of
+reason: a refused CONNECT (bad credentials, not authorized), a TLS
+certificate the CA does not vouch for, a TLS handshake with a plain-MQTT
+port, a plain connection to a TLS port, nothing listening. The password is
+never part of a message.
 """
 
 from __future__ import annotations
@@ -39,6 +55,9 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import socket
+import ssl
+import sys
 import threading
 import time
 from collections import deque
@@ -46,7 +65,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from edge.adapters.commands import Command, CommandError, parse_command
+from edge.adapters.commands import Command, CommandError, CommandOutcome, parse_command
 from edge.adapters.discovery import PAYLOAD_OFFLINE, PAYLOAD_ONLINE, Topics, discovery_messages
 from edge.adapters.settings import MqttSettings
 from edge.messages import EnrollmentMessage, Event, State, iso_time
@@ -57,6 +76,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QOS = 1
+COMMAND_QUEUE_LIMIT = 32
+"""Commands waiting for the worker; more are refused (answered on ``error``) until it catches up."""
+
+
+class MqttSetupError(ValueError):
+    """The link cannot be set up as configured (e.g. a TLS file that cannot be read); one line."""
 
 
 @dataclass(slots=True)
@@ -79,7 +104,7 @@ class MqttLink:
         settings: MqttSettings,
         device_id: str,
         device_name: str | None,
-        on_command: Callable[[Command], None],
+        on_command: Callable[[Command], str | None],
     ) -> None:
         if settings.host is None:
             raise ValueError("MqttLink needs [mqtt] host")
@@ -100,6 +125,10 @@ class MqttLink:
         self._stopped = False
         self._last_state: bytes | None = None
         self._first_attempt = threading.Event()  # the first connection attempt has an outcome
+        self._commands: queue.Queue[tuple[str, Command] | None] = queue.Queue(COMMAND_QUEUE_LIMIT)
+        self._worker: threading.Thread | None = None
+        self._last_failure: str | None = None  # the last connection failure logged (logged again when it changes)
+        self._refused = False  # the broker answered the last CONNECT with a refusal (the disconnect follows)
 
     # ----------------------------------------------------------------- status
 
@@ -133,14 +162,16 @@ class MqttLink:
         client = paho.Client(
             paho.CallbackAPIVersion.VERSION2,
             client_id=s.client_id or f"edge-{self.device_id}",
-            protocol=paho.MQTTv311,
-            clean_session=True,
+            protocol=paho.MQTTv5,  # for "retain as published" on the command subscription
         )
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
         if s.tls:
             # paho's defaults: TLS client context, certificate and host name checked.
-            client.tls_set(ca_certs=_path(s.ca_file), certfile=_path(s.certfile), keyfile=_path(s.keyfile))
+            try:
+                client.tls_set(ca_certs=_path(s.ca_file), certfile=_path(s.certfile), keyfile=_path(s.keyfile))
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise MqttSetupError(f"[mqtt] TLS files ({_tls_files(s)}) cannot be used: {_reason(exc)}") from None
             client.tls_insecure_set(s.tls_insecure)
         client.will_set(self.topics.availability, PAYLOAD_OFFLINE, qos=QOS, retain=True)
         client.reconnect_delay_set(min_delay=s.reconnect_min_delay, max_delay=s.reconnect_max_delay)
@@ -149,8 +180,11 @@ class MqttLink:
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         self._client = client
-        client.connect_async(s.host, s.port, keepalive=s.keepalive)
+        self._worker = threading.Thread(target=self._serve_commands, name="mqtt-commands", daemon=True)
+        self._worker.start()
+        client.connect_async(s.host, s.port, keepalive=s.keepalive, clean_start=True)
         client.loop_start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -181,6 +215,7 @@ class MqttLink:
         client.disconnect()
         client.loop_stop()
         self._connected = False
+        self._stop_worker(max(0.1, deadline - time.monotonic()))
 
     # ------------------------------------------------------------ publishing
 
@@ -224,9 +259,48 @@ class MqttLink:
 
     def publish_error(self, source_topic: str, message: str) -> None:
         """Answer a command that could not be carried out, on ``error``; only while connected."""
-        payload = _json({"topic": source_topic, "error": message, "timestamp": iso_time()})
+        self.publish_outcome(CommandOutcome(source_topic, False, message))
+
+    def publish_outcome(self, outcome: CommandOutcome) -> None:
+        """Answer a command: on ``result`` when done, on ``error`` when not; only while connected."""
+        topic = self.topics.result if outcome.ok else self.topics.error
         with self._send_lock:
-            self._publish_if_connected(self.topics.error, payload, retain=False)
+            self._publish_if_connected(topic, _json(outcome.to_dict()), retain=False)
+
+    # --------------------------------------------------------------- commands
+
+    def _serve_commands(self) -> None:
+        """The worker thread: carries out queued commands in order, answering each."""
+        while True:
+            item = self._commands.get()
+            if item is None:
+                return
+            topic, command = item
+            try:
+                result = self._on_command(command)
+            except CommandError as exc:
+                self.publish_error(topic, str(exc))
+            except Exception as exc:
+                log.error("command on %s failed: %s: %s", topic, type(exc).__name__, exc)
+                self.publish_error(topic, f"{type(exc).__name__}: {exc}")
+            else:
+                if result:
+                    self.publish_outcome(CommandOutcome(topic, True, result))
+
+    def _stop_worker(self, timeout: float) -> None:
+        worker = self._worker
+        if worker is None:
+            return
+        while True:  # commands still waiting are dropped: the door is stopping
+            try:
+                self._commands.get_nowait()
+            except queue.Empty:
+                break
+        try:
+            self._commands.put(None, timeout=timeout)
+        except queue.Full:
+            pass
+        worker.join(timeout)
 
     # ------------------------------------------------------------- internals
     # All of these run with self._send_lock held.
@@ -274,15 +348,28 @@ class MqttLink:
 
     # ------------------------------------------------------- paho callbacks
 
+    def _log_failure(self, reason: str) -> None:
+        """Log a connection failure: a warning when the reason is new, else at debug level."""
+        s = self.settings
+        level = logging.DEBUG if reason == self._last_failure else logging.WARNING
+        self._last_failure = reason
+        log.log(level, "MQTT broker %s:%d: %s; retrying", s.host, s.port, reason)
+
     def _handle_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        # paho calls this inside its ``except OSError`` (connect or TLS handshake): the exception is current.
         self._first_attempt.set()
-        log.warning("MQTT broker %s:%d unreachable; retrying", self.settings.host, self.settings.port)
+        self._log_failure(connect_failure(sys.exc_info()[1], self.settings))
 
     def _handle_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
             self._first_attempt.set()
-            log.warning("MQTT broker %s:%d refused the connection: %s", self.settings.host, self.settings.port, reason)
+            self._refused = True
+            hint = ""
+            if reason.value in (0x86, 0x87, 4, 5):  # bad user name or password, not authorized (v5 and v3 codes)
+                hint = ": check [mqtt] username and password (and the broker's password file and ACL)"
+            self._log_failure(f"connection refused ({reason}){hint}")
             return
+        self._last_failure, self._refused = None, False
         log.info("MQTT connected to %s:%d", self.settings.host, self.settings.port)
         with self._send_lock:
             if self._stopped:
@@ -295,9 +382,7 @@ class MqttLink:
                 item.mid = None
             self._inflight.clear()
             self._send_connect_messages(client)
-            client.subscribe(
-                [(self.topics.command_filter, QOS), (f"{self.settings.discovery_prefix}/status", QOS)]
-            )
+            client.subscribe(_subscriptions(self.topics.command_filter, f"{self.settings.discovery_prefix}/status"))
             for item in self._queue:
                 self._send_queued(item)
             self._connected = True
@@ -305,14 +390,31 @@ class MqttLink:
 
     def _handle_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         # Only a flag: what was in flight is sorted out in _handle_connect.
-        self._connected = False
-        if not self._stopped:
-            s = self.settings
+        was_connected, self._connected = self._connected, False
+        if self._stopped:
+            return
+        s = self.settings
+        if was_connected:
             log.warning("MQTT connection to %s:%d lost (%s); reconnecting", s.host, s.port, reason)
+        elif self._refused:  # the refusal was logged by _handle_connect
+            self._refused = False
+        else:  # closed before the broker answered the CONNECT
+            self._first_attempt.set()
+            hint = "" if s.tls else ": is it a TLS port? (then set tls = true)"
+            self._log_failure(f"connection closed before the broker answered ({reason}){hint}")
 
     def _handle_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         # Runs under paho's message lock: must not take _send_lock (see __init__).
+        if getattr(reason, "is_failure", False):
+            # The broker took the message but will not deliver it (an ACL): resending cannot help.
+            log.warning("MQTT broker refused a message (%s): check the broker's ACL for the door's user", reason)
         self._acked.put(mid)
+
+    def _handle_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
+        for reason in reasons:
+            if getattr(reason, "is_failure", False):
+                log.warning("MQTT broker refused a subscription (%s): commands or Home Assistant's status "
+                            "will not arrive; check the broker's ACL for the door's user", reason)
 
     def _handle_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         topic = message.topic
@@ -327,8 +429,16 @@ class MqttLink:
         if not topic.startswith(prefix):
             return
         if message.retain:
-            # Sent because a command was published retained: it would run again on every connect.
-            self.publish_error(topic, "retained command ignored: publish commands without the retain flag")
+            # Retained (replayed on subscribing or, thanks to "retain as published", live): it would be
+            # carried out again on every connect. Never run; ask the broker to forget it.
+            if not message.payload:
+                return  # an empty retained message clears one: it is no command
+            log.warning("retained command on %s refused and cleared", topic)
+            self.publish_error(topic, "retained command refused, not carried out: publish commands without the "
+                                      "retain flag (edge asked the broker to forget it; if it comes back, clear it "
+                                      "with an empty retained message)")
+            with self._send_lock:
+                self._publish_if_connected(topic, b"", retain=True)
             return
         try:
             command = parse_command(topic[len(prefix) :], message.payload)
@@ -336,16 +446,60 @@ class MqttLink:
             self.publish_error(topic, str(exc))
             return
         try:
-            self._on_command(command)
-        except CommandError as exc:
-            self.publish_error(topic, str(exc))
-        except Exception as exc:
-            log.exception("command handler failed on %s", topic)
-            self.publish_error(topic, f"{type(exc).__name__}: {exc}")
+            self._commands.put_nowait((topic, command))
+        except queue.Full:
+            self.publish_error(topic, f"busy: {COMMAND_QUEUE_LIMIT} commands are waiting; send it again later")
 
 
 def _path(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _subscriptions(command_filter: str, status_topic: str) -> list[tuple[str, Any]]:
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+
+    return [
+        (command_filter, SubscribeOptions(qos=QOS, retainAsPublished=True)),
+        (status_topic, SubscribeOptions(qos=QOS)),
+    ]
+
+
+def _tls_files(s: MqttSettings) -> str:
+    files = [f"{key} = {value}" for key, value in
+             (("ca_file", s.ca_file), ("certfile", s.certfile), ("keyfile", s.keyfile)) if value is not None]
+    return ", ".join(files) or "the system's CA store"
+
+
+def _reason(exc: BaseException) -> str:
+    """An OS or TLS error in words, without errno noise: 'certificate verify failed: ...', 'No such file'."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}" if exc.verify_message else str(exc)
+    if isinstance(exc, ssl.SSLError):
+        return str(exc.reason or exc).replace("_", " ").lower()
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    return str(exc) or type(exc).__name__
+
+
+def connect_failure(exc: BaseException | None, s: MqttSettings) -> str:
+    """Why connecting to the broker failed, in one line with what to check (never the password)."""
+    if exc is None:
+        return "unreachable"
+    if isinstance(exc, ssl.SSLCertVerificationError):  # also ssl.CertificateError: a host name mismatch
+        if not exc.verify_message:
+            return f"TLS certificate does not name {s.host} ({exc}); check [mqtt] host"
+        return (f"TLS {_reason(exc)}; the broker's certificate is not vouched for by {_tls_files(s)} "
+                "(check [mqtt] ca_file, and that the certificate names the host)")
+    if s.tls and isinstance(exc, (ssl.SSLError, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+        return (f"TLS handshake failed ({_reason(exc)}): is port {s.port} a TLS listener? "
+                "(plain MQTT is usually 1883, TLS 8883)")
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: nothing listens on that port"
+    if isinstance(exc, socket.gaierror):
+        return f"host name not found ({exc.strerror})"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "no answer (timed out)" + (": is it a TLS port that waits for a handshake?" if s.tls else "")
+    return f"unreachable ({_reason(exc)})"
 
 
 def _json(value: Mapping[str, Any]) -> bytes:

@@ -44,6 +44,12 @@ class MqttSettings(Settings):
 
     Secrets (``password``) belong in the environment: write ``${MQTT_PASSWORD}``
     in the file. Times are in seconds.
+
+    ``remote_admin``: off, a command can only start the enrollment of a new
+    name (or an automatic ``person_N``); on, commands may also remove and
+    rename people and, with ``"append": true``, add samples to someone
+    already enrolled. Anyone allowed to publish on the command topics has
+    these powers: restrict them with broker ACLs.
     """
 
     host: str | None = Field(None, min_length=1, description="the broker; none = events as JSON lines on stdout")
@@ -63,6 +69,11 @@ class MqttSettings(Settings):
     publish_face_image: bool = Field(False, description="send face crops to Home Assistant (personal data)")
     reconnect_min_delay: int = Field(1, ge=1, le=3600, description="first wait before reconnecting, seconds")
     reconnect_max_delay: int = Field(60, ge=1, le=3600, description="longest wait between reconnects, seconds")
+    remote_admin: bool = Field(
+        False,
+        description="let MQTT commands remove and rename people and add samples to someone enrolled "
+                    "(off: only enrollments of new names); see firmware_config/SETUP.md",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> MqttSettings:

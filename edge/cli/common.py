@@ -6,12 +6,20 @@ no face, an unreadable file); 2 bad usage, config, models or gallery.
 
 from __future__ import annotations
 
+import csv
+import errno
+import sqlite3
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from edge.config import Config, ConfigError
+from edge.gallery.errors import DiskFullError, GalleryError
 from edge.gallery.settings import SearchSettings
+from edge.imageio import shown
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
 
@@ -36,3 +44,29 @@ def search_settings(config: Config, threshold: float | None = None, vote: int | 
     except ValidationError as exc:
         reasons = "; ".join(f"{FLAGS[e['loc'][0]]} {given[e['loc'][0]]}: {e['msg']}" for e in exc.errors())
         raise ConfigError(reasons) from None
+
+
+@contextmanager
+def storage_errors(path: Path, doing: str, outcome: str = "") -> Iterator[None]:
+    """What the file system or SQLite raise while ``doing`` something to the gallery
+    at ``path`` (disk full, permissions, a vanished folder) as one-line GalleryError,
+    saying what became of the work (``outcome``)."""
+    try:
+        yield
+    except GalleryError:
+        raise
+    except (OSError, sqlite3.Error) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        if getattr(exc, "filename", None):
+            reason = f"{reason}: {shown(exc.filename)}"
+        full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in str(exc)
+        error = DiskFullError if full else GalleryError
+        raise error(f"{shown(path)}: cannot {doing} ({reason})" + (f"; {outcome}" if outcome else "")) from None
+
+
+def csv_line(*fields: object) -> None:
+    """One line of real CSV on stdout (fields quoted when they hold commas, quotes or newlines;
+    undecodable bytes of file names as \\xNN)."""
+    csv.writer(sys.stdout, lineterminator="\n").writerow(
+        [shown(f) if isinstance(f, (str, Path)) else f for f in fields])
+    sys.stdout.flush()

@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 from edge.similarity import is_match
-from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path, search_settings
+from edge.cli.common import EXIT_INPUT, EXIT_OK, csv_line, gallery_path, search_settings
 from edge.config import Config, ConfigError
+from edge.imageio import shown
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,9 +42,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
         raise ConfigError("--max must be 1..10000")
     gallery = Gallery.open(gallery_path(args.gallery, config), model_id=embedding_model_id(config.recognition))
     try:
-        subject = photo_result(FaceEngine.open(config.recognition), str(args.image))
+        subject = photo_result(FaceEngine.open(config.recognition), str(args.image),
+                               max_pixels=config.recognition.max_image_pixels)
         if subject.embedding is None:
-            print(json.dumps({"path": str(args.image), "error": subject.error}) if args.json else f"edge: {subject.error}",
+            print(json.dumps({"path": shown(args.image), "error": subject.error}) if args.json else f"edge: {subject.error}",
                   file=sys.stdout if args.json else sys.stderr)
             return EXIT_INPUT
         found = nearest_samples(gallery, subject.embedding, args.max)
@@ -54,17 +56,17 @@ def run(args: argparse.Namespace, config: Config) -> int:
     copied = _copy(found, args.copy_to) if args.copy_to else []
     if args.json:
         print(json.dumps({
-            "path": str(args.image), "box": subject.box.as_list(), "threshold": threshold,
+            "path": shown(args.image), "box": subject.box.as_list(), "threshold": threshold,
             "matches": [{"name": m.name, "source": m.source, "similarity": round(m.similarity, 4),
                          "match": is_match(m.similarity, threshold)} for m in found],
             "copied": copied,
         }))
     else:
         for m in found:
-            shown = m.source or f"(row {m.row}, no source)"
-            print(f"{shown},{m.name}" + (f",{m.similarity:.4f}" if args.distances else ""))
+            source = m.source or f"(row {m.row}, no source)"
+            csv_line(source, m.name, *([f"{m.similarity:.4f}"] if args.distances else []))
         if not found:
-            print(f"{args.image}: nobody in the gallery within {threshold:.3f}", file=sys.stderr)
+            print(f"{shown(args.image)}: nobody in the gallery within {threshold:.3f}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path
+from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path, storage_errors
 from edge.config import Config, ConfigError
+from edge.imageio import shown
 from edge.names import InvalidNameError, validate_name
 
 
@@ -70,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     importing.add_argument("--json", action="store_true", help="print JSON")
     importing.set_defaults(handler=_import)
 
-    check = actions.add_parser("check", help="verify a gallery's integrity (every row's checksum)")
+    check = actions.add_parser("check", help="verify a gallery's integrity (every row: checksum, length)")
     check.add_argument("gallery", type=Path, nargs="?", metavar="GALLERY", help="default: [gallery] path in the config")
     check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(handler=_check)
@@ -91,12 +92,14 @@ def _build(args: argparse.Namespace, config: Config) -> int:
     from edge.enrollment.dataset import build_gallery
 
     _check_workers(args)
+    path = gallery_path(args.gallery, config)
     try:
-        report = build_gallery(
-            args.dataset, gallery_path(args.gallery, config), config.recognition, config.gallery.dtype,
-            args.workers, _ProgressBar(sys.stderr), strict=args.strict,
-            match_threshold=config.search.match_threshold,
-        )
+        with storage_errors(path, "build the gallery", "nothing was built"):
+            report = build_gallery(
+                args.dataset, path, config.recognition, config.gallery.dtype,
+                args.workers, _ProgressBar(sys.stderr), strict=args.strict,
+                match_threshold=config.search.match_threshold,
+            )
     except ValueError as exc:  # not a dataset folder
         raise ConfigError(str(exc)) from None
     return _summary(report, args.json)
@@ -114,8 +117,12 @@ def _add(args: argparse.Namespace, config: Config) -> int:
             photos, skipped = scan_dataset(args.folder)
     except ValueError as exc:  # a bad name (edge.names) or not a folder of photos
         raise ConfigError(str(exc)) from None
-    report = add_to_gallery(gallery_path(args.gallery, config), photos, skipped, config.recognition, args.largest,
-                            args.workers, _ProgressBar(sys.stderr))
+    except OSError as exc:  # a folder that cannot be listed
+        raise ConfigError(f"{shown(args.folder)}: cannot read ({exc.strerror or exc})") from None
+    path = gallery_path(args.gallery, config)
+    with storage_errors(path, "add to the gallery", "the batches committed before are kept"):
+        report = add_to_gallery(path, photos, skipped, config.recognition, args.largest,
+                                args.workers, _ProgressBar(sys.stderr))
     return _summary(report, args.json)
 
 
@@ -137,7 +144,7 @@ def _summary(report, as_json: bool) -> int:
         for review in report.review:
             print(f"review {review.identity} in {review.path}: the face at {review.box.as_list(0)} ({review.why})")
         for skipped in report.skipped:
-            print(f"skipped {skipped.path}: {skipped.reason}")
+            print(f"skipped {shown(skipped.path)}: {skipped.reason}")
         for note in report.notes:
             print(f"note: {note}")
         print(
@@ -170,13 +177,15 @@ def _remove(args: argparse.Namespace, config: Config) -> int:
     from edge.gallery.store import Gallery
 
     path = gallery_path(args.gallery, config)
-    gallery = Gallery.open(path, writable=True, lock_timeout=5.0)
-    try:
-        removed = gallery.delete_identity(args.name)
-        if removed and args.compact:
-            gallery.compact()
-    finally:
-        gallery.close()
+    with storage_errors(path, "remove the person"):
+        gallery = Gallery.open(path, writable=True, lock_timeout=5.0)
+        try:
+            removed = gallery.delete_identity(args.name)
+            if removed and args.compact:
+                with storage_errors(path, "compact the gallery", f"{args.name} is removed, the files are not rewritten"):
+                    gallery.compact()
+        finally:
+            gallery.close()
     if args.json:
         print(json.dumps({"gallery": str(path), "name": args.name, "removed": removed}))
     elif removed:
@@ -194,11 +203,12 @@ def _rename(args: argparse.Namespace, config: Config) -> int:
     except InvalidNameError as exc:
         raise ConfigError(f"NEW: {exc}") from None
     path = gallery_path(args.gallery, config)
-    gallery = Gallery.open(path, writable=True, lock_timeout=5.0)
-    try:
-        renamed = gallery.rename_identity(args.old, new)
-    finally:
-        gallery.close()
+    with storage_errors(path, "rename the person"):
+        gallery = Gallery.open(path, writable=True, lock_timeout=5.0)
+        try:
+            renamed = gallery.rename_identity(args.old, new)
+        finally:
+            gallery.close()
     if args.json:
         print(json.dumps({"gallery": str(path), "old": args.old, "new": new, "renamed": renamed}))
     elif renamed:
@@ -212,11 +222,13 @@ def _export(args: argparse.Namespace, config: Config) -> int:
     from edge.gallery.portable import export_gallery
     from edge.gallery.store import Gallery
 
-    gallery = Gallery.open(gallery_path(args.gallery, config))
-    try:
-        rows = export_gallery(gallery, args.file)
-    finally:
-        gallery.close()
+    path = gallery_path(args.gallery, config)
+    with storage_errors(path, f"export to {shown(args.file)}"):
+        gallery = Gallery.open(path)
+        try:
+            rows = export_gallery(gallery, args.file)
+        finally:
+            gallery.close()
     if args.json:
         print(json.dumps({"file": str(args.file), "exported": rows}))
     else:
@@ -229,15 +241,16 @@ def _import(args: argparse.Namespace, config: Config) -> int:
     from edge.gallery.store import Gallery
 
     path = gallery_path(args.gallery, config)
-    if path.exists():
-        gallery = Gallery.open(path, writable=True, lock_timeout=5.0)
-    else:
-        meta, vectors = read_export(args.file)
-        gallery = Gallery.create(path, meta["model_id"], dim=vectors.shape[1], dtype=config.gallery.dtype)
-    try:
-        rows = import_into(gallery, args.file)
-    finally:
-        gallery.close()
+    with storage_errors(path, f"import {shown(args.file)}"):
+        export = meta, vectors = read_export(args.file)  # checked whole before a gallery is made or touched
+        if path.exists():
+            gallery = Gallery.open(path, writable=True, lock_timeout=5.0)
+        else:
+            gallery = Gallery.create(path, meta["model_id"], dim=vectors.shape[1], dtype=config.gallery.dtype)
+        try:
+            rows = import_into(gallery, args.file, export)
+        finally:
+            gallery.close()
     if args.json:
         print(json.dumps({"gallery": str(path), "imported": rows}))
     else:
@@ -246,23 +259,38 @@ def _import(args: argparse.Namespace, config: Config) -> int:
 
 
 def _check(args: argparse.Namespace, config: Config) -> int:
-    from edge.gallery.errors import CorruptGalleryError
+    """Exit 0 sound, 1 damaged (the damaged rows listed: searches leave them out), 2 the
+    gallery cannot be opened or read at all (with --json still one JSON object)."""
+    from edge.cli.common import EXIT_USAGE
+    from edge.gallery.errors import CorruptGalleryError, GalleryError
     from edge.gallery.store import Gallery
 
     path = gallery_path(args.gallery, config)
-    gallery = Gallery.open(path)
+    excluded = ()
     try:
-        rows, problem = gallery.check(), None
-    except CorruptGalleryError as exc:
-        rows, problem = None, str(exc)
-    finally:
-        gallery.close()
+        gallery = Gallery.open(path)
+        try:
+            rows, problem = gallery.check(), None
+        except CorruptGalleryError as exc:
+            rows, problem = None, str(exc)
+        finally:
+            excluded = gallery.excluded
+            gallery.close()
+    except GalleryError as exc:
+        if not args.json:
+            raise
+        print(json.dumps({"gallery": str(path), "ok": False, "rows": None, "problem": None, "excluded": [],
+                          "error": str(exc)}))
+        return EXIT_USAGE
     if args.json:
-        print(json.dumps({"gallery": str(path), "ok": problem is None, "rows": rows, "problem": problem}))
+        print(json.dumps({"gallery": str(path), "ok": problem is None, "rows": rows, "problem": problem,
+                          "excluded": [{"row": e.row, "identity": e.identity, "reason": e.reason} for e in excluded]}))
     elif problem is None:
         print(f"{path}: ok, {rows} rows verified")
     else:
         print(f"{path}: DAMAGED: {problem}")
+        for row in excluded:
+            print(f"  left out of every search: {row}")
     return EXIT_OK if problem is None else EXIT_INPUT
 
 

@@ -2,9 +2,14 @@
 
 Output like the classic face_recognition CLI, one `path,name` line per face
 (`unknown_person` below the threshold, `no_persons_found` for a photo with
-no face), or with --json one line per photo:
+no face, `error: ...` for a file that could not be used), as CSV (a field
+with a comma, quote or newline is quoted), or with --json one line per photo:
 {"path", "faces": [{"box", "score", "name", "similarity", "nearest"}]}, and
-{"path", "error"} for a file that could not be read.
+{"path", "error"} for a file that could not be used. Undecodable bytes of
+a file name are shown as \\xNN. A bad file never stops the run.
+
+Exit status 1 when some photo could not be used or has no face (README:
+"some photo unreadable or without a usable face").
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ import json
 from pathlib import Path
 
 from edge.similarity import is_match
-from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path, search_settings
+from edge.cli.common import EXIT_INPUT, EXIT_OK, csv_line, gallery_path, search_settings
 from edge.config import Config
-from edge.imageio import IMAGE_SUFFIXES, ImageError, load_image
+from edge.imageio import IMAGE_SUFFIXES, ImageError, load_image, shown
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,28 +33,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    import cv2
+
     from edge.gallery.search import identify, search
     from edge.gallery.store import Gallery
     from edge.perception.engine import FaceEngine
     from edge.perception.modelset import embedding_model_id
-    from edge.perception.photos import find_faces
+    from edge.perception.photos import find_faces, one_line
 
     settings = search_settings(config, args.threshold, args.k)
     gallery = Gallery.open(gallery_path(args.gallery, config), model_id=embedding_model_id(config.recognition))
     engine = FaceEngine.open(config.recognition)
-    failures = 0
+    unused = 0  # photos unreadable or without a face
     try:
-        for path in _photos(args.paths):
+        for path, problem in _photos(args.paths):
+            if problem:
+                unused += 1
+                _print_error(args.json, path, problem)
+                continue
             try:
-                image = load_image(path)
+                image = load_image(path, config.recognition.max_image_pixels)
+                faces = find_faces(engine, image)
+                vectors = engine.embed(image, faces) if faces else None
             except ImageError as exc:
-                failures += 1
+                unused += 1
                 _print_error(args.json, path, str(exc))
                 continue
-            faces = find_faces(engine, image)
+            except (cv2.error, MemoryError) as exc:
+                unused += 1
+                _print_error(args.json, path, f"{shown(path)}: cannot process ({one_line(exc)})")
+                continue
             results = []
             if faces:
-                vectors = engine.embed(image, faces)
                 nearest = search(gallery, vectors, k=1)
                 if settings.vote is None:  # the nearest already found answer it
                     chosen = [n[0] if n and is_match(n[0].similarity, settings.match_threshold) else None
@@ -64,33 +79,42 @@ def run(args: argparse.Namespace, config: Config) -> int:
                         "similarity": round(near[0].similarity, 4) if near else None,
                         "nearest": near[0].name if near else None,
                     })
+            else:
+                unused += 1
             _print_result(args.json, path, results)
     finally:
         gallery.close()
-    return EXIT_OK if failures == 0 else EXIT_INPUT
+    return EXIT_OK if unused == 0 else EXIT_INPUT
 
 
 def _photos(paths: list[Path]):
-    """Each photo path in order; folders give their images in name order."""
+    """(path, None) for each photo in order, folders giving their images in name order;
+    (folder, why) for a folder that cannot be listed."""
     for path in paths:
         if path.is_dir():
-            yield from sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            try:
+                found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            except OSError as exc:
+                yield path, f"{shown(path)}: cannot list the folder ({exc.strerror or exc})"
+                continue
+            for photo in found:
+                yield photo, None
         else:
-            yield path
+            yield path, None
 
 
 def _print_result(as_json: bool, path: Path, faces: list[dict]) -> None:
     if as_json:
-        print(json.dumps({"path": str(path), "faces": faces}), flush=True)
+        print(json.dumps({"path": shown(path), "faces": faces}), flush=True)
     elif not faces:
-        print(f"{path},no_persons_found", flush=True)
+        csv_line(path, "no_persons_found")
     else:
         for face in faces:
-            print(f"{path},{face['name'] or 'unknown_person'}", flush=True)
+            csv_line(path, face["name"] or "unknown_person")
 
 
 def _print_error(as_json: bool, path: Path, error: str) -> None:
     if as_json:
-        print(json.dumps({"path": str(path), "error": error}), flush=True)
+        print(json.dumps({"path": shown(path), "error": error}), flush=True)
     else:
-        print(f"{path},error: {error}", flush=True)
+        csv_line(path, f"error: {error}")

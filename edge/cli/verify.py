@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edge.cli.common import EXIT_INPUT, EXIT_OK, search_settings
 from edge.config import Config, ConfigError
+from edge.imageio import shown
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,10 +61,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
 def _verify_text(result, threshold: float) -> str:
     if result.similarity is None:
         reasons = "; ".join(e for e in (result.a.error, result.b.error) if e)
-        return f"{result.path_a} {result.path_b}: not compared: {reasons}"
+        return f"{shown(result.path_a)} {shown(result.path_b)}: not compared: {reasons}"
     verdict = "same person" if result.same else "different people"
     sign = ">=" if result.same else "<"
-    return f"{result.path_a} {result.path_b}: {verdict} (similarity {result.similarity:.3f} {sign} {threshold:.3f})"
+    return f"{shown(result.path_a)} {shown(result.path_b)}: {verdict} (similarity {result.similarity:.3f} {sign} {threshold:.3f})"
 
 
 def _verify_summary(results, threshold: float, seconds: float, photos: int) -> dict:

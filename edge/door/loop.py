@@ -10,7 +10,13 @@ embedded and matched against the gallery (at most ``attempts_per_second``
 times a second), and the attempt goes to the decision stage, which turns a
 few agreeing attempts into one event per visit. The gallery is re-read when
 another process enrolls someone (Gallery.view() notices), so the loop never
-needs a restart for a new person.
+needs a restart for a new person, and reopened when a rebuilt gallery takes
+its path's place.
+
+Damaged gallery rows are left out of matching (edge.gallery.store), and a
+gallery that is deleted or unreadable matches nobody (everyone is unknown)
+while the loop keeps running. Each new such problem goes to the log and to
+``on_gallery_problem`` (a GalleryProblem, for the MQTT ``error`` topic).
 
 The publisher hears events, the retained 'who is here' state and the camera
 state; it is the MQTT link, or JSON lines on stdout when there is no broker.
@@ -29,9 +35,10 @@ from edge.door.settings import LoopSettings
 from edge.door.tracking import Tracker
 from edge.faces import Face
 from edge.frames import Frame, FrameSource
+from edge.gallery.errors import GalleryError
 from edge.gallery.search import search
 from edge.gallery.store import Gallery
-from edge.messages import CameraStatus, EnrollmentMessage, Event, State
+from edge.messages import CameraStatus, EnrollmentMessage, Event, GalleryProblem, State
 from edge.perception.engine import FaceEngine
 from edge.perception.sharpness import laplacian_variance
 
@@ -74,6 +81,7 @@ class DoorLoop:
         match_threshold: float,
         camera: str = "camera",
         wall_clock: Callable[[], datetime] = local_now,
+        on_gallery_problem: Callable[[GalleryProblem], None] | None = None,
     ) -> None:
         self.engine, self.gallery, self.publisher = engine, gallery, publisher
         self.settings = settings
@@ -87,6 +95,8 @@ class DoorLoop:
         self._present: tuple[str, ...] = ()
         self._last_person: str | None = None
         self._stop = threading.Event()
+        self._on_gallery_problem = on_gallery_problem
+        self._gallery_reported: tuple[str | None, frozenset[int]] = (None, frozenset())
         self.enrollment: Enrollment | None = None
         """While an enrollment is active, frames go to it instead."""
 
@@ -101,6 +111,7 @@ class DoorLoop:
         """
         frames = 0
         self._publish_state(0.0, force=True)
+        self._report_gallery()
         while not self._stop.is_set():
             frame = source.read()
             if frame is None:
@@ -169,7 +180,13 @@ class DoorLoop:
         if usable:
             crops = self.engine.align(frame.image, usable)
             sharpness = [laplacian_variance(crop) for crop in crops]
-            found = search(self.gallery, self.engine.embedder.embed(crops), k=1)
+            try:
+                found = search(self.gallery, self.engine.embedder.embed(crops), k=1)
+            except GalleryError as exc:  # unreadable now: nobody is recognized; the loop goes on
+                log.error("gallery search failed: %s", exc)
+                self._gallery_problem(GalleryProblem(str(exc)))
+                found = [[] for _ in usable]
+            self._report_gallery()
         attempts, used = [], 0
         for face, track_id in due:
             name, similarity, sharp = None, -1.0, None
@@ -180,6 +197,27 @@ class DoorLoop:
                     name, similarity = best[0].name, best[0].similarity
             attempts.append(Attempt(track_id, face.box, name, similarity, sharp, frame.time))
         return attempts
+
+    def _report_gallery(self) -> None:
+        """Report what the gallery found wrong since the last report: its loss, new damaged rows."""
+        problem = self.gallery.problem
+        excluded = {e.row: e for e in self.gallery.excluded}
+        last_problem, last_rows = self._gallery_reported
+        self._gallery_reported = (problem, frozenset(excluded))
+        if problem is not None and problem != last_problem:
+            self._gallery_problem(GalleryProblem(problem))
+        new = sorted(set(excluded) - last_rows)
+        if new:
+            shown = "; ".join(str(excluded[r]) for r in new[:10]) + (" ..." if len(new) > 10 else "")
+            self._gallery_problem(GalleryProblem(f"{self.gallery.path}: {len(new)} damaged gallery rows left out "
+                                                 f"of matching: {shown}", tuple(new)))
+
+    def _gallery_problem(self, problem: GalleryProblem) -> None:
+        if self._on_gallery_problem is not None:
+            try:
+                self._on_gallery_problem(problem)
+            except Exception:  # a report that fails must not stop the door
+                log.exception("could not report a gallery problem")
 
     def _publish_state(self, now: float, force: bool = False) -> None:
         present = tuple(self.decisions.present(now))

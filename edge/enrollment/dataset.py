@@ -21,7 +21,8 @@ photos say the central face is someone else. When adding
 to a gallery, its only face (or the largest with --largest). Any other photo
 is skipped with the reason. The gallery stores, per row, the identity, the
 photo's path as given, the time added and the detector's face probability
-as the row's quality; nothing else.
+as the row's quality; nothing else. A photo whose name (or folder's name)
+is not valid UTF-8 is skipped: the gallery keeps names and paths as text.
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.gallery.diskio import remove_tree
-from edge.gallery.errors import GalleryError
+from edge.gallery.diskio import is_disk_full, remove_tree
+from edge.gallery.errors import DiskFullError, GalleryError
 from edge.gallery.store import Gallery
-from edge.imageio import IMAGE_SUFFIXES
+from edge.imageio import IMAGE_SUFFIXES, shown
 from edge.names import InvalidNameError, validate_name
 from edge.perception.modelset import embedding_model_id
 from edge.perception.photos import Candidate, PhotoResult, SubjectRule, embed_photos
@@ -146,7 +147,7 @@ def scan_dataset(root: Path) -> tuple[list[DatasetPhoto], list[Skipped]]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"{root}: not a folder")
+        raise ValueError(f"{shown(root)}: not a folder")
     photos: list[DatasetPhoto] = []
     skipped: list[Skipped] = []
     for path in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
@@ -157,9 +158,9 @@ def scan_dataset(root: Path) -> tuple[list[DatasetPhoto], list[Skipped]]:
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             _add_named(photos, skipped, path.stem, path)
         else:
-            skipped.append(Skipped(str(path), "not an image file (by its name)"))
+            skipped.append(Skipped(shown(path), "not an image file (by its name)"))
     if not photos and not skipped:
-        raise ValueError(f"{root}: no person folders and no photos (expected {root}/<name>/<photos> or {root}/<name>.jpg)")
+        raise ValueError(f"{shown(root)}: no person folders and no photos (expected {root}/<name>/<photos> or {root}/<name>.jpg)")
     return photos, skipped
 
 
@@ -167,7 +168,7 @@ def scan_person(folder: Path, name: str | None = None) -> tuple[list[DatasetPhot
     """The photos in one person's folder, enrolled as ``name`` (default: the folder's name)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"{folder}: not a folder")
+        raise ValueError(f"{shown(folder)}: not a folder")
     photos: list[DatasetPhoto] = []
     skipped: list[Skipped] = []
     files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
@@ -175,9 +176,9 @@ def scan_person(folder: Path, name: str | None = None) -> tuple[list[DatasetPhot
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
             _add_named(photos, skipped, name or folder.name, path)
         else:
-            skipped.append(Skipped(str(path), "not an image file (by its name)"))
+            skipped.append(Skipped(shown(path), "not an image file (by its name)"))
     if not files:
-        skipped.append(Skipped(str(folder), "empty folder"))
+        skipped.append(Skipped(shown(folder), "empty folder"))
     return photos, skipped
 
 
@@ -212,10 +213,23 @@ def name_notes(photos: list[DatasetPhoto], enrolled: Counter | None = None) -> l
 
 
 def _add_named(photos: list[DatasetPhoto], skipped: list[Skipped], raw_name: str, path: Path) -> None:
+    if not _is_text(str(path)) or not _is_text(raw_name):
+        skipped.append(Skipped(shown(path), "the name of the file, its folder or the person is not valid UTF-8; "
+                                            "rename it"))
+        return
     try:
         photos.append(DatasetPhoto(validate_name(raw_name), str(path)))
     except InvalidNameError as exc:
         skipped.append(Skipped(str(path), f"unusable name {raw_name!r}: {exc}"))
+
+
+def _is_text(text: str) -> bool:
+    """Whether ``text`` holds no undecodable bytes (os.fsdecode's surrogate escapes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def build_gallery(
@@ -235,28 +249,83 @@ def build_gallery(
 
     The gallery is built under a temporary name beside ``gallery_path`` and
     renamed into place only when complete: an interrupted build leaves no
-    gallery behind (and no half-enrolled one). Raises GalleryError when
-    ``gallery_path`` exists.
+    gallery behind (and no half-enrolled one), and what a killed build left
+    (``.NAME.building-PID-*`` of a process that is gone) is removed by the
+    next build of that path. Raises GalleryError when ``gallery_path``
+    exists, before any work, or when it appeared meanwhile (another build),
+    at the end; nothing is left behind then.
     """
     started = time.perf_counter()
     gallery_path = Path(gallery_path)
-    if gallery_path.exists():
-        raise GalleryError(f"{gallery_path} already exists; choose a new path or remove it first")
+    if gallery_path.exists() or gallery_path.is_symlink():
+        raise GalleryError(f"{shown(gallery_path)} already exists; choose a new path or remove it first")
+    remove_leftovers(gallery_path)
     photos, skipped = scan_dataset(dataset)
-    report = BuildReport(str(gallery_path), skipped=skipped, notes=name_notes(photos))
-    temporary = gallery_path.with_name(f".{gallery_path.name}.building-{uuid.uuid4().hex[:8]}")
-    gallery = Gallery.create(temporary, embedding_model_id(recognition), dtype=dtype)
+    report = BuildReport(shown(gallery_path), skipped=skipped, notes=name_notes(photos))
+    temporary = gallery_path.with_name(f".{gallery_path.name}{BUILDING}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        gallery = Gallery.create(temporary, embedding_model_id(recognition), dtype=dtype)
+    except BaseException as exc:  # made, but not opened: remove it
+        remove_tree(temporary)
+        if isinstance(exc, DiskFullError) or is_disk_full(exc):
+            raise DiskFullError(f"{shown(gallery_path)}: no space left to build the gallery; nothing was built") from None
+        raise
     try:
         _enroll(gallery, photos, recognition, workers, progress, "clear", report, by_position=not strict,
                 match_threshold=match_threshold)
         gallery.close()
-        os.rename(temporary, gallery_path)
+        if gallery_path.exists() or gallery_path.is_symlink():  # rename would replace an empty folder
+            raise GalleryError(f"{shown(gallery_path)} appeared while building (another build?); "
+                               "this build was not kept")
+        try:
+            os.rename(temporary, gallery_path)
+        except OSError as exc:
+            raise GalleryError(f"{shown(gallery_path)}: cannot put the gallery in place "
+                               f"({exc.strerror or exc}); this build was not kept") from None
     except BaseException:
         gallery.close()
         remove_tree(temporary)
         raise
     report.seconds = time.perf_counter() - started
     return report
+
+
+BUILDING = ".building-"
+"""Between a gallery's name and the builder's process id in the name of a gallery being built."""
+
+
+def remove_leftovers(gallery_path: Path) -> list[Path]:
+    """Remove the temporary galleries of builds of ``gallery_path`` that were
+    killed (their process is gone, or they predate the process id in the name); which."""
+    removed = []
+    prefix = f".{gallery_path.name}{BUILDING}"  # and "." + prefix: one killed while Gallery.create made it
+    try:
+        entries = list(gallery_path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name[1:] if entry.name.startswith("." + prefix) else entry.name
+        if not name.startswith(prefix) or not entry.is_dir() or entry.is_symlink():
+            continue
+        owner = name[len(prefix):].split("-")[0]
+        if owner.isdigit() and _is_running(int(owner)):
+            continue
+        try:
+            remove_tree(entry)
+        except OSError:
+            continue
+        removed.append(entry)
+    return removed
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def add_to_gallery(
@@ -371,5 +440,5 @@ def _append(gallery: Gallery, pending: list[tuple[DatasetPhoto, PhotoResult]], r
 def _reason(result: PhotoResult) -> str:
     """The error without the path prefix (the report shows the path beside it)."""
     error = result.error or "no embedding"
-    prefix = f"{result.path}: "
+    prefix = f"{shown(result.path)}: "
     return error[len(prefix):] if error.startswith(prefix) else error

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -52,6 +53,17 @@ def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return exc.errno in (errno.ENOSPC, errno.EDQUOT)
     return getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL
+
+
+def restrict_modes(directory: Path) -> None:
+    """Owner-only access: ``directory`` 0700 and its files 0600, where this process may change them."""
+    targets = [(directory, 0o700)] + [(child, 0o600) for child in directory.iterdir() if child.is_file()]
+    for target, mode in targets:
+        try:
+            if stat.S_IMODE(os.stat(target).st_mode) != mode:
+                os.chmod(target, mode)
+        except OSError:  # another owner's file, or gone meanwhile: leave it
+            pass
 
 
 def remove_tree(path: Path) -> None:

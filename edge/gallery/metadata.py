@@ -10,11 +10,16 @@
 
 Connections are in autocommit mode; changes go through ``transaction`` (BEGIN
 IMMEDIATE ... COMMIT, synchronous=FULL in WAL mode: durable once it returns),
-multi-statement reads through ``snapshot``.
+multi-statement reads through ``snapshot``. Every connection sets
+secure_delete (whatever the system SQLite's default): freed pages are zeroed,
+so a removed person's name does not stay in the file; ``scrub_wal`` then
+empties the write-ahead log, whose older frames still hold it. The database
+is created 0600; SQLite gives its -wal and -shm files the same mode.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -62,8 +67,11 @@ class RowInfo:
 def connect(directory: Path, create: bool = False) -> sqlite3.Connection:
     """The gallery's database; it must exist unless ``create``."""
     mode = "rwc" if create else "rw"
+    if create:  # an empty file is a new database; made here so that it is 0600 from the start
+        os.close(os.open(directory / FILE_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     db = sqlite3.connect(f"file:{directory / FILE_NAME}?mode={mode}", uri=True, isolation_level=None)
     db.execute("PRAGMA busy_timeout = 10000")
+    db.execute("PRAGMA secure_delete = ON")
     if create:
         db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
@@ -193,6 +201,18 @@ def names(db: sqlite3.Connection, rows: Iterable[int]) -> dict[int, str]:
         marks = ",".join("?" * len(chunk))
         found.update(db.execute(f"SELECT row, identity FROM rows WHERE row IN ({marks})", chunk))
     return found
+
+
+def checksums(db: sqlite3.Connection, first: int, stop: int) -> list[tuple[int, int]]:
+    """(row, stored checksum) of the rows first..stop-1 that the table has, in row order."""
+    return db.execute("SELECT row, checksum FROM rows WHERE row >= ? AND row < ? ORDER BY row", (first, stop)).fetchall()
+
+
+def scrub_wal(db: sqlite3.Connection) -> None:
+    """Copy the write-ahead log into the database and truncate it to nothing (its older
+    frames hold rows as they were before a change); quietly partial while a reader
+    is in the middle of a read."""
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 def checksum_cursor(db: sqlite3.Connection) -> sqlite3.Cursor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 
 from edge.gallery.errors import CorruptGalleryError, ModelMismatchError
 from edge.gallery.store import Gallery
+from edge.names import InvalidNameError, validate_name
 
 FORMAT = "edge-gallery-export"
 VERSION = 1
@@ -49,25 +51,105 @@ def export_gallery(gallery: Gallery, target: Path) -> int:
     return len(rows)
 
 
+MAX_JSON_BYTES = 256 * 1024 * 1024
+MAX_NPY_BYTES = 1024 * 1024 * 1024
+"""The largest gallery.json and embeddings.npy read from an export (millions of rows),
+checked as they are inflated: a small zip cannot make the reader take more."""
+
+UNIT_TOLERANCE = 1e-3
+"""How far from 1 an imported vector's length may be (float32 rounding is ~1e-7)."""
+
+
 def read_export(source: Path) -> tuple[dict, np.ndarray]:
-    """The metadata and (N, D) embeddings of an export file; CorruptGalleryError if it is not one."""
+    """The metadata and (N, D) embeddings of an export file; CorruptGalleryError if it is not one.
+
+    Everything is checked before anything is imported: the two members and
+    their sizes, the metadata's fields, every name (edge.names.validate_name;
+    names come back in their stored form), and the vectors' dtype, shape,
+    finiteness and unit length.
+    """
     try:
         with zipfile.ZipFile(source) as archive:
-            meta = json.loads(archive.read("gallery.json"))
-            vectors = np.load(io.BytesIO(archive.read("embeddings.npy")), allow_pickle=False)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise CorruptGalleryError(f"{source}: not a gallery export ({exc})") from None
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+            meta = json.loads(_member(archive, "gallery.json", MAX_JSON_BYTES, source))
+            vectors = np.load(io.BytesIO(_member(archive, "embeddings.npy", MAX_NPY_BYTES, source)), allow_pickle=False)
+    except CorruptGalleryError:
+        raise
+    except (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
+            zipfile.LargeZipFile) as exc:  # not a zip, encrypted, odd compression, bad JSON or .npy
+        raise CorruptGalleryError(f"{source}: not a gallery export ({_one_line(exc)})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise CorruptGalleryError(f"{source}: not a gallery export of format {FORMAT} v{VERSION}")
-    rows = meta.get("rows", [])
-    if vectors.dtype != np.float32 or vectors.ndim != 2 or len(vectors) != len(rows) or vectors.shape[1] != meta.get("dim"):
-        raise CorruptGalleryError(f"{source}: embeddings {vectors.dtype} {vectors.shape} do not match its {len(rows)} rows")
+    if not isinstance(meta.get("model_id"), str) or not meta["model_id"]:
+        raise CorruptGalleryError(f"{source}: no model_id")
+    dim = meta.get("dim")
+    if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 65536:
+        raise CorruptGalleryError(f"{source}: dim {dim!r} is not 1..65536")
+    rows = meta.get("rows")
+    if not isinstance(rows, list):
+        raise CorruptGalleryError(f"{source}: 'rows' is not a list")
+    meta["rows"] = [_checked_row(row, i, source) for i, row in enumerate(rows)]
+    if vectors.dtype != np.float32 or vectors.ndim != 2 or len(vectors) != len(rows) or vectors.shape[1] != dim:
+        raise CorruptGalleryError(f"{source}: embeddings {vectors.dtype} {vectors.shape} do not match its {len(rows)} rows of dim {dim}")
+    if not np.isfinite(vectors).all():
+        raise CorruptGalleryError(f"{source}: embeddings hold NaN or infinite values")
+    lengths = np.linalg.norm(vectors, axis=1)
+    off = np.flatnonzero(np.abs(lengths - 1.0) > UNIT_TOLERANCE)
+    if off.size:
+        raise CorruptGalleryError(f"{source}: embedding of row {int(off[0])} has length {lengths[off[0]]:.4g}, not 1")
     return meta, vectors
 
 
-def import_into(gallery: Gallery, source: Path) -> int:
-    """Append an export's rows to a gallery open for writing (all or none); how many rows."""
-    meta, vectors = read_export(source)
+def _member(archive: zipfile.ZipFile, name: str, limit: int, source: Path) -> bytes:
+    """The bytes of one member, refused when it says or turns out to be over ``limit``."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise CorruptGalleryError(f"{source}: not a gallery export (no {name})") from None
+    if info.file_size > limit:
+        raise CorruptGalleryError(f"{source}: {name} is {info.file_size} bytes; at most {limit} are read")
+    with archive.open(info) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:
+        raise CorruptGalleryError(f"{source}: {name} inflates past {limit} bytes")
+    return data
+
+
+def _checked_row(row: object, index: int, source: Path) -> dict:
+    """One row of an export's metadata with its name validated (and normalised), or CorruptGalleryError."""
+    where = f"{source}: row {index}"
+    if not isinstance(row, dict):
+        raise CorruptGalleryError(f"{where} is not an object")
+    identity = row.get("identity")
+    if not isinstance(identity, str):
+        raise CorruptGalleryError(f"{where}: no identity")
+    try:
+        identity = validate_name(identity)
+    except InvalidNameError as exc:
+        raise CorruptGalleryError(f"{where}: unusable name {_one_line(repr(identity))}: {exc}") from None
+    source_path, added, quality = row.get("source"), row.get("added"), row.get("quality")
+    if source_path is not None and not isinstance(source_path, str):
+        raise CorruptGalleryError(f"{where}: source is not text")
+    if not _is_number(added) or not math.isfinite(added):
+        raise CorruptGalleryError(f"{where}: 'added' is not a time")
+    if quality is not None and (not _is_number(quality) or not math.isfinite(quality)):
+        raise CorruptGalleryError(f"{where}: 'quality' is not a number")
+    return {"identity": identity, "source": source_path, "added": float(added),
+            "quality": None if quality is None else float(quality)}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())[:200]
+
+
+def import_into(gallery: Gallery, source: Path, export: tuple[dict, np.ndarray] | None = None) -> int:
+    """Append an export's rows to a gallery open for writing (all or none); how many rows.
+
+    ``export``: what ``read_export(source)`` gave, if it was read already."""
+    meta, vectors = export if export is not None else read_export(source)
     if meta["model_id"] != gallery.model_id:
         raise ModelMismatchError(f"{source}: exported from model {meta['model_id']!r}; this gallery uses {gallery.model_id!r}")
     rows = meta["rows"]

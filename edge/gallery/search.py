@@ -8,6 +8,12 @@ Similarities are cosine similarities, -1..1, of unit embeddings. A person
 with several samples counts once, with the best of them. A face is that
 person when the similarity is a match (edge.similarity.is_match with the
 settings' match_threshold); otherwise the answer is None: unknown.
+
+A row found at a similarity no sound embedding can have (outside -1..1 by
+more than edge.similarity.SIMILARITY_SLACK) was damaged after the gallery
+verified it: it is excluded (Gallery.exclude: left out from then on, logged,
+listed in Gallery.excluded) and the search is run again without it. Queries
+must be unit vectors (or zero).
 """
 
 from __future__ import annotations
@@ -18,13 +24,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.gallery.errors import DimensionMismatchError, GalleryError
+from edge.gallery.fileformat import UNIT_TOLERANCE
 from edge.gallery.settings import SearchSettings
 from edge.gallery.store import Gallery, GalleryView
 from edge.gallery.topk import top_k
-from edge.similarity import is_match
+from edge.similarity import is_match, is_plausible
 
 _ATTEMPTS = 5
 """Searches retried when a compaction renumbers the rows between search and name lookup."""
+_EXCLUSION_PASSES = 8
+"""Searches run again after excluding rows found at impossible similarities; past these,
+such rows are just dropped from the answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +60,12 @@ def search(gallery: Gallery, queries: np.ndarray, k: int = 1) -> list[list[Match
     queries = _as_queries(gallery, queries)
     for _ in range(_ATTEMPTS):
         view = gallery.view()
-        live = view.live_count
-        depth = min(live, max(4 * k, 16))
+        if view.live_count == 0:
+            return [[] for _ in queries]
+        depth = min(view.live_count, max(4 * k, 16))
         while True:
-            scores, rows = _top(view, queries, max(depth, 1))
+            view, scores, rows = _top(gallery, view, queries, max(depth, 1))
+            live = view.live_count
             names = gallery.names_of(rows.ravel(), view.generation)
             if names is None:
                 break  # compacted meanwhile: start again from a fresh view
@@ -80,7 +92,9 @@ def identify(gallery: Gallery, queries: np.ndarray, settings: SearchSettings) ->
     queries = _as_queries(gallery, queries)
     for _ in range(_ATTEMPTS):
         view = gallery.view()
-        scores, rows = _top(view, queries, vote)
+        if view.live_count == 0:
+            return [None for _ in queries]
+        view, scores, rows = _top(gallery, view, queries, vote)
         names = gallery.names_of(rows.ravel(), view.generation)
         if names is not None:
             return [_vote(s, r, names, threshold) for s, r in zip(scores, rows)]
@@ -101,7 +115,9 @@ def nearest_samples(gallery: Gallery, query: np.ndarray, k: int) -> list[SampleM
     """The k samples (rows, not people) most similar to one query, best first."""
     queries = _as_queries(gallery, query)[:1]
     view = gallery.view()
-    scores, rows = top_k(view.matrix, queries, max(1, min(k, view.live_count or 1)), view.scales, view.valid)
+    if view.live_count == 0:
+        return []
+    view, scores, rows = _top(gallery, view, queries, max(1, min(k, view.live_count)))
     found = [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
     info = {i.row: i for i in gallery.row_info([r for r, _ in found])}
     return [SampleMatch(r, info[r].identity, info[r].source, s) for r, s in found if r in info]
@@ -111,11 +127,27 @@ def _as_queries(gallery: Gallery, queries: np.ndarray) -> np.ndarray:
     queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
     if queries.ndim != 2 or queries.shape[1] != gallery.dim:
         raise DimensionMismatchError(f"{gallery.path}: rows are {gallery.dim}-d, queries {np.shape(queries)}")
+    if queries.size and not (np.linalg.norm(queries, axis=1) <= 1.0 + UNIT_TOLERANCE).all():
+        raise ValueError("queries must be unit vectors (L2-normalised embeddings)")
     return queries
 
 
-def _top(view: GalleryView, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    return top_k(view.matrix, queries, k, view.scales, view.valid)
+def _top(gallery: Gallery, view: GalleryView, queries: np.ndarray, k: int
+         ) -> tuple[GalleryView, np.ndarray, np.ndarray]:
+    """top_k over ``view``, without rows found at impossible similarities: those are
+    excluded from the gallery and the search run again. Returns the view searched."""
+    for _ in range(_EXCLUSION_PASSES):
+        scores, rows = top_k(view.matrix, queries, k, view.scales, view.valid)
+        damaged = (rows >= 0) & ~is_plausible(scores)
+        if not damaged.any():
+            return view, scores, rows
+        worst = float(np.max(np.abs(scores[damaged])))
+        gallery.exclude(np.unique(rows[damaged]).tolist(), f"similarity {worst:.3g} to a query: damaged", view)
+        view = gallery.view()
+    scores, rows = top_k(view.matrix, queries, k, view.scales, view.valid)
+    damaged = (rows >= 0) & ~is_plausible(scores)
+    scores[damaged], rows[damaged] = -np.inf, -1
+    return view, scores, rows
 
 
 def _best_per_identity(scores: np.ndarray, rows: np.ndarray, names: dict[int, str], k: int) -> list[Match]:

@@ -37,19 +37,42 @@ maps the matrix, never reads it whole (a 1M-row gallery opens in
 milliseconds), and on ``refresh()`` (which ``view()`` calls) asks SQLite
 whether anything was committed since (PRAGMA data_version, microseconds);
 if so it rereads the row count and the deleted rows, and remaps when the
-file grew or a compaction switched generations. Only ``check()`` reads and
-verifies every row.
+file grew or a compaction switched generations.
+
+Damaged rows are never searched. Whoever maps rows (opening, and every
+refresh after an append: only the rows not verified yet; after a compaction:
+all of them) verifies each one (edge.gallery.fileformat.row_faults: its
+checksum as recorded in SQLite, its scale, its length). A row that fails is
+left out of the view's ``valid`` mask, logged, and listed in
+``Gallery.excluded``; so is a row that a search finds at an impossible
+similarity (edge.gallery.search), i.e. damaged after it was verified.
+``check()`` verifies every row again and raises if any fails.
+
+Readers follow their path. At most once a second (FOLLOW_INTERVAL)
+``refresh()`` stat()s the directory and its database; when another gallery
+took its place (``edge gallery build`` makes a new directory and renames it
+into place; a restore does the same), the reader reopens it. While the path
+holds no usable gallery (deleted, half-restored, damaged, another model) the
+view is empty, so nobody is recognized, and ``problem`` says why; keeping the
+old rows would keep recognizing people that were deleted on purpose. The
+reader tries again every second. Writers do not follow: they hold the lock
+of the directory they opened. A Gallery is for one thread.
+
+Files are the owner's only: the directory 0700, its files (the SQLite WAL
+and shared-memory files too) 0600; a writer tightens an older gallery's.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import mmap
 import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +83,7 @@ from edge.gallery.diskio import (
     fsync_directory,
     is_disk_full,
     remove_tree,
+    restrict_modes,
     write_at,
     write_new_file,
 )
@@ -76,22 +100,54 @@ from edge.gallery.fileformat import (
     FORMAT_VERSION,
     KIND_ROWS,
     KIND_SCALES,
+    UNIT_TOLERANCE,
     Header,
     encode_rows,
     map_file,
     row_checksums,
+    row_faults,
+    row_norms,
     rows_file,
     scales_file,
+    unit_tolerance,
 )
 from edge.gallery.metadata import RowInfo
 
 LOCK_FILE = "writer.lock"
-UNIT_TOLERANCE = 1e-3
-"""Largest accepted | ||v|| - 1 | of an appended embedding: they must be L2-normalised."""
+FOLLOW_INTERVAL = 1.0
+"""Seconds between a reader's checks that its path still holds the gallery it opened."""
 _CHECK_BATCH = 65536
 """Rows verified (or copied, by compact) per batch."""
 
-__all__ = ["Gallery", "GalleryView", "RowInfo"]
+__all__ = ["ExcludedRow", "Gallery", "GalleryView", "RowInfo", "UNIT_TOLERANCE"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ExcludedRow:
+    """A damaged row left out of every search: its number (in the current generation),
+    the identity SQLite gives it (None if it has none), and what is wrong."""
+
+    row: int
+    identity: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"row {self.row} ({self.identity or 'no identity'}): {self.reason}"
+
+
+def _translated(method: Callable) -> Callable:
+    """Report SQLite's own errors (a damaged or busy database) as GalleryError."""
+
+    @functools.wraps(method)
+    def call(self: Gallery, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise _database_error(self.path, exc) from None
+
+    return call
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +156,15 @@ class GalleryView:
 
     ``matrix`` (count, dim) float32 or int8, read-only, mapped from the file;
     ``scales`` (count,) float32 for int8 galleries, else None; ``valid``
-    (count,) bool, False for deleted rows, or None when no row is deleted.
+    (count,) bool, False for deleted and damaged rows, or None when all are
+    valid. ``epoch`` counts the galleries the reader has had at its path.
     """
 
     generation: int
     matrix: np.ndarray
     scales: np.ndarray | None
     valid: np.ndarray | None
+    epoch: int = 0
 
     @property
     def count(self) -> int:
@@ -142,6 +200,14 @@ class Gallery:
         self._maps: tuple[int, mmap.mmap, mmap.mmap | None] | None = None  # generation, rows, scales
         self._view: GalleryView | None = None
         self._files: tuple[int, int | None] | None = None  # the writer's rows and scales descriptors
+        self._verified: tuple[int, int] = (-1, 0)  # (generation, rows 0..n-1 verified)
+        self._faults: dict[int, ExcludedRow] = {}  # the damaged rows of the verified generation
+        self._deleted: list[int] = []  # as of the last load
+        self._wanted: tuple[str | None, int | None] = (None, None)  # open()'s model_id and dim, to reopen
+        self._identity: tuple[int, ...] | None = None  # what was at the path when opened (see _follow)
+        self._followed_at = time.monotonic()
+        self._epoch = 0
+        self._problem: str | None = None
 
     # --- opening and closing ------------------------------------------------
 
@@ -164,11 +230,11 @@ class Gallery:
         gallery_id = uuid.uuid4().bytes
         temporary = path.parent / f".{path.name}.creating-{gallery_id.hex()[:8]}"
         try:
-            temporary.mkdir()
+            temporary.mkdir(mode=0o700)
             write_new_file(rows_file(temporary, 0), Header(KIND_ROWS, dtype, int(dim), gallery_id, 0, model_id).pack())
             if dtype == "int8":
                 write_new_file(scales_file(temporary, 0), Header(KIND_SCALES, "float32", 1, gallery_id, 0, model_id).pack())
-            (temporary / LOCK_FILE).touch()
+            os.close(os.open(temporary / LOCK_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             db = metadata.connect(temporary, create=True)
             try:
                 metadata.initialise(db, {
@@ -207,20 +273,22 @@ class Gallery:
         path = Path(path)
         if not (path / metadata.FILE_NAME).is_file():
             raise GalleryNotFoundError(f"{path}: not a gallery (no {metadata.FILE_NAME})")
+        identity = _identity(path)  # before connecting: if it changes meanwhile, the reader just reopens
         lock_fd = acquire_lock(path / LOCK_FILE, lock_timeout) if writable else None
         db = None
         try:
             db = metadata.connect(path)
             gallery = cls(path, db, lock_fd)
+            gallery._wanted, gallery._identity = (model_id, dim), identity
             if model_id is not None and model_id != gallery.model_id:
                 raise ModelMismatchError(
                     f"{path}: made with model {gallery.model_id!r}, not {model_id!r}; rebuild it with this model"
                 )
             if dim is not None and int(dim) != gallery.dim:
                 raise DimensionMismatchError(f"{path}: rows are {gallery.dim}-d, not {dim}-d")
+            gallery._catch_up()
             if writable:
                 gallery._start_writing()
-            gallery.refresh()
             return gallery
         except BaseException as exc:
             if db is not None:
@@ -257,13 +325,22 @@ class Gallery:
     # --- reading -------------------------------------------------------------
 
     def refresh(self) -> bool:
-        """Catch up with what other processes committed; whether anything changed."""
-        version = self._db.execute("PRAGMA data_version").fetchone()[0]
-        if version == self._data_version and self._view is not None:
-            return False
-        self._data_version = version
-        self._load()
-        return True
+        """Catch up with what other processes committed, and (readers) with what is at
+        the path now; whether anything changed. A reader whose gallery is gone or
+        unreadable gets an empty view and ``problem`` instead of an exception."""
+        if not self.writable:
+            if self._follow():
+                return True
+            if self._problem is not None:
+                return False
+        try:
+            return self._catch_up()
+        except (GalleryError, sqlite3.DatabaseError) as exc:
+            error = _database_error(self.path, exc) if isinstance(exc, sqlite3.DatabaseError) else exc
+            if self.writable:
+                raise error from None
+            self._lose(str(error))
+            return True
 
     def view(self) -> GalleryView:
         """The committed rows as of now, ready for edge.gallery.topk.top_k."""
@@ -275,56 +352,95 @@ class Gallery:
         """Committed rows, deleted ones included, as of the last refresh."""
         return self._view.count
 
+    @property
+    def excluded(self) -> tuple[ExcludedRow, ...]:
+        """The damaged rows left out of every search, by row (as of the last refresh)."""
+        return tuple(sorted(self._faults.values()))
+
+    @property
+    def problem(self) -> str | None:
+        """Why this reader has no gallery to search (its path deleted, replaced by
+        something unusable, or damaged), or None while it has one."""
+        return self._problem
+
+    @_translated
     def identities(self) -> dict[str, int]:
         """Each enrolled identity with its number of samples (not deleted), by name."""
+        self._require_gallery()
         return metadata.identities(self._db)
 
+    @_translated
     def row_info(self, rows: Iterable[int] | None = None) -> list[RowInfo]:
         """Metadata of the given rows (all rows when None), in row order."""
+        self._require_gallery()
         return metadata.row_info(self._db, rows)
 
+    @_translated
     def names_of(self, rows: Iterable[int], generation: int) -> dict[int, str] | None:
         """Identity of each row as numbered in ``generation``; None when a compaction
         has renumbered the rows since (the caller's view is stale: search again)."""
+        self._require_gallery()
         with metadata.snapshot(self._db):
             if metadata.committed(self._db)[0] != generation:
                 return None
             return metadata.names(self._db, rows)
 
+    def exclude(self, rows: Iterable[int], reason: str, view: GalleryView) -> None:
+        """Leave ``rows`` of ``view`` out of every later search as damaged (a search saw
+        them at an impossible similarity); nothing when ``view`` is stale."""
+        current = self._view
+        if current is None or (view.epoch, view.generation) != (current.epoch, current.generation):
+            return
+        new = {int(r): ExcludedRow(int(r), None, reason) for r in rows if 0 <= int(r) < current.count}
+        new = {r: e for r, e in new.items() if r not in self._faults}
+        if not new:
+            return
+        try:
+            names = metadata.names(self._db, new) if self._problem is None else {}
+        except sqlite3.DatabaseError:
+            names = {}
+        new = {r: replace(e, identity=names.get(r)) for r, e in new.items()}
+        self._faults.update(new)
+        self._report(new.values())
+        self._view = replace(current, valid=self._valid(current.count, self._deleted))
+
+    @_translated
     def check(self) -> int:
-        """Verify everything: SQLite's integrity, headers, sizes, every row's checksum.
+        """Verify everything: SQLite's integrity, headers, sizes, every row (checksum,
+        scale, length: edge.gallery.fileformat.row_faults).
 
         Returns the number of rows verified; raises CorruptGalleryError (or
-        its subclass ChecksumMismatchError) saying what is wrong.
+        its subclass ChecksumMismatchError) saying what is wrong. The rows
+        that fail are also in ``excluded`` afterwards.
         """
+        self._require_gallery()
         result = self._db.execute("PRAGMA integrity_check").fetchone()[0]
         if result != "ok":
-            raise CorruptGalleryError(f"{self.path / metadata.FILE_NAME}: {result}")
+            raise CorruptGalleryError(f"{self.path / metadata.FILE_NAME}: {result.splitlines()[0]}")
+        self._verified = (-1, 0)  # verify every row again
+        self._faults = {}
         self._data_version = None
-        self.refresh()
+        self._catch_up()
         view = self._view
         rows, low, high = metadata.row_numbering(self._db)
         if rows != view.count or (rows and (low, high) != (0, view.count - 1)):
             raise CorruptGalleryError(
                 f"{self.path}: metadata has {rows} rows numbered {low}..{high}, expected 0..{view.count - 1}"
             )
-        if view.scales is not None and not (np.isfinite(view.scales).all() and (view.scales > 0).all()):
-            raise CorruptGalleryError(f"{self.path}: int8 scales not all finite and positive")
-        bad = []
-        stored = metadata.checksum_cursor(self._db)
-        for start in range(0, view.count, _CHECK_BATCH):
-            stop = min(view.count, start + _CHECK_BATCH)
-            expected = [c for (c,) in stored.fetchmany(stop - start)]
-            scales = None if view.scales is None else view.scales[start:stop]
-            actual = row_checksums(view.matrix[start:stop], scales)
-            bad += [start + i for i, (a, e) in enumerate(zip(actual, expected)) if a != e]
+        bad = self.excluded
         if bad:
-            shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
-            raise ChecksumMismatchError(f"{self.path}: {len(bad)} rows fail their checksum: {shown}")
+            summed = [e.row for e in bad if e.reason == "checksum mismatch"]
+            if len(summed) == len(bad):
+                shown = ", ".join(map(str, summed[:10])) + (" ..." if len(bad) > 10 else "")
+                raise ChecksumMismatchError(f"{self.path}: {len(bad)} rows fail their checksum: {shown}")
+            shown = "; ".join(f"{e.row} ({e.reason})" for e in bad[:10]) + (" ..." if len(bad) > 10 else "")
+            error = ChecksumMismatchError if summed else CorruptGalleryError
+            raise error(f"{self.path}: {len(bad)} rows damaged: {shown}")
         return view.count
 
     # --- writing -------------------------------------------------------------
 
+    @_translated
     def append(
         self,
         embeddings: np.ndarray,
@@ -358,6 +474,8 @@ class Gallery:
         if len(added) != n:
             raise ValueError(f"{n} embeddings need {n} times added")
         codes, scales = encode_rows(vectors, self.dtype)
+        if np.abs(row_norms(codes, scales) - 1.0).max() > unit_tolerance(self.dtype):
+            raise ValueError(f"embeddings too far from unit length once stored as {self.dtype}")
         checksums = row_checksums(codes, scales)
         generation, start = metadata.committed(self._db)
         rows_fd, scales_fd = self._files
@@ -380,6 +498,7 @@ class Gallery:
         self._load()
         return range(start, start + n)
 
+    @_translated
     def delete(self, rows: Iterable[int]) -> int:
         """Mark rows deleted (searches skip them, ``compact`` removes them); how many were live."""
         self._require_writer()
@@ -388,6 +507,7 @@ class Gallery:
         self._load()
         return changed
 
+    @_translated
     def delete_identity(self, identity: str) -> int:
         """Mark every sample of ``identity`` deleted; how many were live."""
         self._require_writer()
@@ -396,6 +516,7 @@ class Gallery:
         self._load()
         return changed
 
+    @_translated
     def rename_identity(self, old: str, new: str) -> int:
         """Give ``old``'s samples the name ``new`` (which must not be enrolled); how many."""
         self._require_writer()
@@ -408,6 +529,7 @@ class Gallery:
         self._load()
         return changed
 
+    @_translated
     def compact(self) -> int:
         """Rewrite the gallery without its deleted rows, renumbering the rest; how many went.
 
@@ -419,7 +541,7 @@ class Gallery:
         self._load()
         view = self._view
         generation = view.generation + 1
-        live = np.arange(view.count) if view.valid is None else np.flatnonzero(view.valid)
+        live = np.setdiff1d(np.arange(view.count), self._deleted)  # damaged rows too: their check refuses
         stored = metadata.live_checksums(self._db)
         paths = [rows_file(self.path, generation)] + ([scales_file(self.path, generation)] if view.scales is not None else [])
         try:
@@ -450,6 +572,7 @@ class Gallery:
             fsync_directory(self.path)
             with metadata.transaction(self._db):
                 metadata.renumber_live_rows(self._db, generation)
+            metadata.scrub_wal(self._db)  # the log's older frames still hold the removed rows
         except BaseException as exc:
             for path in paths:
                 path.unlink(missing_ok=True)
@@ -466,6 +589,10 @@ class Gallery:
         if kind == KIND_ROWS:
             return Header(KIND_ROWS, self.dtype, self.dim, self.gallery_id, generation, self.model_id)
         return Header(KIND_SCALES, "float32", 1, self.gallery_id, generation, self.model_id)
+
+    def _require_gallery(self) -> None:
+        if self._problem is not None:
+            raise GalleryError(self._problem)
 
     def _require_writer(self) -> None:
         if not self.writable:
@@ -486,29 +613,125 @@ class Gallery:
             raise ValueError("embeddings must be L2-normalised (unit length)")
         return np.ascontiguousarray(vectors)
 
+    def _catch_up(self) -> bool:
+        """Reload when SQLite says something was committed since the last time."""
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version and self._view is not None:
+            return False
+        self._load()
+        self._data_version = version
+        return True
+
+    def _follow(self) -> bool:
+        """Readers, at most once every FOLLOW_INTERVAL: reopen when the path holds another
+        gallery than ours (or ours was lost); whether the view changed."""
+        now = time.monotonic()
+        if now - self._followed_at < FOLLOW_INTERVAL:
+            return False
+        self._followed_at = now
+        try:
+            identity = _identity(self.path)
+        except OSError:
+            identity = None
+        if identity == self._identity and self._problem is None:
+            return False
+        if identity is None:
+            if self._problem is None:
+                self._lose(f"{self.path}: the gallery was deleted")
+                return True
+            return False
+        model_id, dim = self._wanted
+        try:
+            fresh = Gallery.open(self.path, model_id, dim)
+        except GalleryError as exc:
+            if self._problem == str(exc):
+                return False
+            self._lose(str(exc))
+            return True
+        self._db.close()
+        epoch = self._epoch + 1
+        self.__dict__.update(vars(fresh))  # take over its connection, mappings and view
+        self._epoch = epoch
+        self._view = replace(self._view, epoch=epoch)
+        log.warning("%s: another gallery is at the path now; opened it (%d rows)", self.path, self._view.count)
+        return True
+
+    def _lose(self, problem: str) -> None:
+        """Readers: no usable gallery at the path; search nothing until there is one again."""
+        log.error("%s; matching against nobody until a gallery is there again", problem)
+        self._problem = problem
+        self._faults = {}
+        self._verified = (-1, 0)
+        self._data_version = None
+        self._maps = None
+        self._epoch += 1
+        empty = np.zeros((0, self.dim), np.dtype(self.dtype))
+        self._view = GalleryView(-1, empty, None if self.dtype == "float32" else np.zeros(0, np.float32), None,
+                                 self._epoch)
+
     def _load(self) -> None:
-        """Read the committed state; (re)map the matrix files when they changed or grew."""
+        """Read the committed state; (re)map the matrix files when they changed or grew;
+        verify the rows not verified yet."""
         for attempt in range(3):
             with metadata.snapshot(self._db):
                 generation, count = metadata.committed(self._db)
                 deleted = metadata.deleted_rows(self._db)
             try:
                 self._map(generation, count)
-                break
             except CorruptGalleryError:
                 # A writer may have compacted twice since our snapshot and deleted the files
                 # we were about to map; only an unchanged state makes this corruption.
                 if attempt == 2 or metadata.committed(self._db)[0] == generation:
                     raise
-        _, rows_map, scales_map = self._maps
-        start = self._header(KIND_ROWS, generation).offset(0)
-        matrix = np.frombuffer(rows_map, np.dtype(self.dtype), count * self.dim, start)
-        scales = None if scales_map is None else np.frombuffer(scales_map, np.float32, count, start)
-        valid = None
-        if deleted:
-            valid = np.ones(count, np.bool_)
-            valid[[r for r in deleted if r < count]] = False
-        self._view = GalleryView(generation, matrix.reshape(count, self.dim), scales, valid)
+                continue
+            _, rows_map, scales_map = self._maps
+            start = self._header(KIND_ROWS, generation).offset(0)
+            matrix = np.frombuffer(rows_map, np.dtype(self.dtype), count * self.dim, start).reshape(count, self.dim)
+            scales = None if scales_map is None else np.frombuffer(scales_map, np.float32, count, start)
+            if self._verify(generation, matrix, scales):
+                break
+        else:
+            raise GalleryError(f"{self.path}: compacted again and again while being read; try again")
+        self._deleted = [r for r in deleted if r < count]
+        self._problem = None
+        self._view = GalleryView(generation, matrix, scales, self._valid(count, self._deleted), self._epoch)
+
+    def _verify(self, generation: int, matrix: np.ndarray, scales: np.ndarray | None) -> bool:
+        """Verify rows not verified yet (all of them in a new generation), noting the damaged
+        ones; False if a compaction switched generations meanwhile."""
+        if self._verified[0] != generation:
+            self._verified, self._faults = (generation, 0), {}
+        found: dict[int, ExcludedRow] = {}
+        for first in range(self._verified[1], matrix.shape[0], _CHECK_BATCH):
+            stop = min(matrix.shape[0], first + _CHECK_BATCH)
+            with metadata.snapshot(self._db):  # checksums as numbered in this generation
+                if metadata.committed(self._db)[0] != generation:
+                    return False
+                stored = np.array(metadata.checksums(self._db, first, stop), np.int64).reshape(-1, 2)
+                expected = np.full(stop - first, -1, np.int64)
+                expected[stored[:, 0] - first] = stored[:, 1]
+                faults = row_faults(matrix[first:stop], None if scales is None else scales[first:stop], expected)
+                names = metadata.names(self._db, [first + i for i in faults]) if faults else {}
+            for i, reason in faults.items():
+                found[first + i] = ExcludedRow(first + i, names.get(first + i), reason)
+            self._verified = (generation, stop)
+        self._faults.update(found)
+        self._report(found.values())
+        return True
+
+    def _valid(self, count: int, deleted: list[int]) -> np.ndarray | None:
+        if not deleted and not self._faults:
+            return None
+        valid = np.ones(count, np.bool_)
+        valid[deleted] = False
+        valid[[r for r in self._faults if r < count]] = False
+        return valid
+
+    def _report(self, found: Iterable[ExcludedRow]) -> None:
+        found = sorted(found)
+        if found:
+            shown = "; ".join(map(str, found[:10])) + (" ..." if len(found) > 10 else "")
+            log.warning("%s: %d damaged rows left out of every search: %s", self.path, len(found), shown)
 
     def _map(self, generation: int, count: int) -> None:
         """Map generation's files unless the current mappings already hold ``count`` rows of it."""
@@ -533,11 +756,20 @@ class Gallery:
         for leftover in [*self.path.glob("rows-*.bin"), *self.path.glob("scales-*.bin")]:
             if leftover.name not in keep:
                 leftover.unlink(missing_ok=True)
+        restrict_modes(self.path)
         for fd in self._files or ():
             if fd is not None:
                 os.close(fd)
-        rows_fd = os.open(rows_file(self.path, generation), os.O_RDWR)
-        scales_fd = os.open(scales_file(self.path, generation), os.O_RDWR) if self.dtype == "int8" else None
+        self._files = None
+        try:
+            rows_fd = os.open(rows_file(self.path, generation), os.O_RDWR)
+            try:
+                scales_fd = os.open(scales_file(self.path, generation), os.O_RDWR) if self.dtype == "int8" else None
+            except BaseException:
+                os.close(rows_fd)
+                raise
+        except FileNotFoundError as exc:
+            raise CorruptGalleryError(f"{exc.filename}: missing") from None
         self._files = (rows_fd, scales_fd)
 
 
@@ -559,7 +791,16 @@ def _truncate_quietly(fd: int, size: int) -> None:
         pass
 
 
+def _identity(path: Path) -> tuple[int, int, int]:
+    """What is at ``path``: device and inode of the directory and of its database. An open
+    database's inode cannot be reused while the reader holds it, so a gallery rebuilt or
+    restored at the same path always differs."""
+    directory, database = os.stat(path), os.stat(path / metadata.FILE_NAME)
+    return directory.st_dev, directory.st_ino, database.st_ino
+
+
 def _database_error(path: Path, exc: sqlite3.DatabaseError) -> GalleryError:
     if getattr(exc, "sqlite_errorcode", None) in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED
         return GalleryError(f"{path}: database busy ({exc})")
-    return CorruptGalleryError(f"{path / metadata.FILE_NAME}: {exc}")
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return CorruptGalleryError(f"{path / metadata.FILE_NAME}: {reason}")

@@ -14,7 +14,10 @@ Each photo is loaded, searched for faces and reduced to one face, its subject:
 - ``"single"`` (gallery add): exactly one face, else skipped;
 - ``"largest"`` (gallery add --largest): the largest face, whatever else is there.
 
-Photos go to worker processes (one engine each, loaded once) in input order.
+Photos go to worker processes (one engine each, loaded once) in input order;
+a worker dies with the process that started it (``_start_worker``). Whatever
+goes wrong with one photo (a file that is not an image, or too large, an
+OpenCV error on odd dimensions) is that photo's ``error``: a batch goes on.
 A photo in which no face is found is searched once more with a border
 around it (``find_faces``): a tight crop, the face touching the edges, gives
 the detector too little context.
@@ -22,8 +25,11 @@ the detector too little context.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +39,7 @@ import cv2
 import numpy as np
 
 from edge.perception.settings import RecognitionSettings
-from edge.imageio import ImageError, load_image
+from edge.imageio import DEFAULT_MAX_PIXELS, ImageError, load_image, shown
 from edge.perception.engine import FaceEngine
 from edge.perception.subject import clear_cut_main_face, main_face, similar_to_largest
 from edge.faces import BBox, Face
@@ -88,31 +94,46 @@ def embed_photos(
     if workers == 1:
         engine = FaceEngine.open(settings)
         for path in paths:
-            yield photo_result(engine, path, rule)
+            yield photo_result(engine, path, rule, settings.max_image_pixels)
         return
     threads = max(1, settings.runtime.num_threads // workers)
     runtime = settings.runtime.model_copy(update={"num_threads": threads})
     worker_settings = settings.model_copy(update={"runtime": runtime})
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, context, _start_worker, (worker_settings,)) as pool:
+    with ProcessPoolExecutor(workers, context, _start_worker, (worker_settings, os.getpid())) as pool:
         yield from pool.map(_worker_photo, paths, [rule] * len(paths), chunksize=4)
 
 
-def photo_result(engine: FaceEngine, path: str, rule: SubjectRule = "main") -> PhotoResult:
-    """Load ``path`` and embed its subject under ``rule``; errors become PhotoResult.error."""
+def photo_result(engine: FaceEngine, path: str, rule: SubjectRule = "main",
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> PhotoResult:
+    """Load ``path`` (refused above ``max_pixels`` pixels) and embed its subject under ``rule``;
+    errors become PhotoResult.error."""
     try:
-        image = load_image(path)
+        return _photo_result(engine, path, rule, max_pixels)
     except ImageError as exc:
         return PhotoResult(path, error=str(exc))
+    except (cv2.error, MemoryError) as exc:
+        return PhotoResult(path, error=f"{shown(path)}: cannot process ({one_line(exc)})")
+
+
+def one_line(exc: BaseException) -> str:
+    """The last non-empty line of an exception's message (OpenCV's errors span several)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _photo_result(engine: FaceEngine, path: str, rule: SubjectRule, max_pixels: int) -> PhotoResult:
+    image = load_image(path, max_pixels)
     faces = find_faces(engine, image)
     if not faces:
-        return PhotoResult(path, error=f"{path}: no face found")
+        return PhotoResult(path, error=f"{shown(path)}: no face found")
     if rule == "main":
         face = main_face(faces, image.shape[1], image.shape[0])
     elif rule == "largest":
         face = max(faces, key=lambda f: f.box.size)
     elif rule == "single" and len(faces) > 1:
-        return PhotoResult(path, faces_found=len(faces), error=f"{path}: {len(faces)} faces; pass --largest to take the largest")
+        return PhotoResult(path, faces_found=len(faces),
+                           error=f"{shown(path)}: {len(faces)} faces; pass --largest to take the largest")
     elif rule == "single":
         face = faces[0]
     else:
@@ -123,7 +144,7 @@ def photo_result(engine: FaceEngine, path: str, rule: SubjectRule = "main") -> P
             central = clear_cut_main_face(faces, image.shape[1], image.shape[0])
             return PhotoResult(
                 path, faces_found=len(faces),
-                error=f"{path}: {len(faces)} faces of similar size; none is clearly the subject",
+                error=f"{shown(path)}: {len(faces)} faces of similar size; none is clearly the subject",
                 candidates=candidates,
                 by_position=next((c for f, c in zip(contenders, candidates) if f is central), None),
             )
@@ -144,12 +165,31 @@ def find_faces(engine: FaceEngine, image: np.ndarray) -> list[Face]:
 
 
 _worker_engine: FaceEngine | None = None  # one engine per worker process, set by _start_worker
+_worker_max_pixels = DEFAULT_MAX_PIXELS
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal a process gets when its parent dies (Linux)."""
 
 
-def _start_worker(settings: RecognitionSettings) -> None:
-    global _worker_engine
+def _start_worker(settings: RecognitionSettings, parent: int) -> None:
+    global _worker_engine, _worker_max_pixels
+    _die_with_parent(parent)
     _worker_engine = FaceEngine.open(settings)
+    _worker_max_pixels = settings.max_image_pixels
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when ``parent`` (the process that
+    started it) dies, even by SIGKILL; exit at once if it already has."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _worker_photo(path: str, rule: SubjectRule) -> PhotoResult:
-    return photo_result(_worker_engine, path, rule)
+    return photo_result(_worker_engine, path, rule, _worker_max_pixels)

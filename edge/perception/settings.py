@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from edge.imageio import DEFAULT_MAX_PIXELS, LARGEST_MAX_PIXELS
 from edge.settings import Probability, Settings
 
 ModelSetName = Literal["float16", "float32", "int8"]
@@ -77,10 +78,14 @@ class EmbedderSettings(Settings):
 
 
 class RecognitionSettings(Settings):
-    """The [recognition] section: which models, on what runtime (the match threshold is [search]'s)."""
+    """The [recognition] section: which models, on what runtime (the match threshold is [search]'s),
+    and the largest photo its photo commands decode (``max_image_pixels``, for edge.imageio.load_image:
+    larger ones are refused from their header, before any memory is taken for them)."""
 
     models_dir: Path | None = Field(None, description="folder with the .tflite files and manifest.json")
     model_set: ModelSetName = "float16"
     runtime: RuntimeSettings = RuntimeSettings()
     detector: DetectorSettings = DetectorSettings()
     embedder: EmbedderSettings = EmbedderSettings()
+    max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1_000_000, le=LARGEST_MAX_PIXELS,
+                                  description="larger photos are refused before decoding, pixels")
