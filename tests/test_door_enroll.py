@@ -152,3 +152,25 @@ def test_light_blinks_while_enrolling_and_stays_lit_when_saved():
         assert pin.state is False
     finally:
         light.close()
+
+
+def test_a_name_enrolled_by_someone_else_meanwhile_is_not_merged(door, tmp_path):
+    import numpy as np
+
+    loop, recorder, path = door
+    loop.enrollment.request("zoe")
+    with FolderSource(frames(tmp_path / "f", "obama.jpg", "obama2.jpg", "obama3.jpg")) as source:
+        loop.process(source.read())  # started, one sample taken
+        with Gallery.open(path, loop.enrollment.model_id, writable=True) as writer:  # e.g. `edge gallery add`
+            row = np.zeros((1, 128), np.float32)
+            row[0, 0] = 1.0
+            writer.append(row, ["zoe"], ["zoe.jpg"])
+        loop.run(source)
+    statuses = [m for kind, m in recorder.enrollment if kind == "status"]
+    assert [s["state"] for s in statuses] == ["started", "failed"]
+    assert "'zoe' was enrolled by someone else meanwhile; nothing stored" == statuses[-1]["detail"]
+    gallery = Gallery.open(path)
+    try:
+        assert gallery.identities() == {"zoe": 1}
+    finally:
+        gallery.close()

@@ -228,14 +228,23 @@ def test_a_build_removes_what_killed_builds_of_its_path_left(tmp_path):
     dead = tmp_path / ".G.building-99999999-abcd1234"  # no such process
     old = tmp_path / ".G.building-abcd1234"  # named before the process id was
     creating = tmp_path / "..G.building-99999999-abcd1234.creating-12345678"  # killed inside Gallery.create
-    alive = tmp_path / f".G.building-{os.getpid()}-abcd1234"  # a build still running
     other = tmp_path / ".H.building-99999999-abcd1234"  # another gallery's
-    for folder in (dead, old, creating, alive, other):
+    for folder in (dead, old, creating, other):
         folder.mkdir()
         (folder / "metadata.sqlite").write_text("names, embeddings, photo paths")
     build_gallery(dataset, tmp_path / "G", RecognitionSettings(), workers=1)
     assert not dead.exists() and not old.exists() and not creating.exists()
-    assert alive.exists() and other.exists()
+    assert other.exists() and (tmp_path / "G").is_dir()
+
+
+def test_a_second_build_of_a_path_being_built_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    dataset = small_dataset(tmp_path / "people")
+    running = tmp_path / f".G.building-{os.getpid()}-abcd1234"  # a build still running (this process)
+    running.mkdir()
+    monkeypatch.setattr(dataset_module, "scan_dataset", lambda *a: pytest.fail("scanned"))
+    code, _, err = run(capsys, "gallery", "build", dataset, "--gallery", tmp_path / "G")
+    assert code == EXIT_USAGE and one_line_error(err)
+    assert f"is being built by process {os.getpid()}" in err and running.exists()
 
 
 def test_a_path_taken_while_building_fails_cleanly_and_leaves_nothing(tmp_path, monkeypatch, capsys):

@@ -8,6 +8,7 @@ in test_remote_admin_mqtt.py.
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -162,3 +163,37 @@ def test_a_malformed_mqtt_url_does_not_echo_the_password() -> None:
         with pytest.raises(ConfigError) as caught:
             parse_mqtt_url(url)
         assert "hunter2" not in str(caught.value)
+
+
+def test_remote_admin_is_off_by_default_and_only_a_real_boolean_turns_it_on() -> None:
+    from edge.adapters.settings import MqttSettings
+
+    assert MqttSettings().remote_admin is False
+    assert MqttSettings(remote_admin=True).remote_admin is True
+    for loose in ["yes", "true", 1, "1", "on"]:
+        with pytest.raises(ValueError, match="valid boolean"):
+            MqttSettings(remote_admin=loose)
+
+
+def test_signed_commands_are_checked() -> None:
+    from edge.adapters.commands import SIGNATURE_WINDOW, CommandVerifier, sign_command
+
+    key, topic, now = b"k3y", "edge/door1/command/remove", 1_800_000_000.0
+    verifier = CommandVerifier(key, clock=lambda: now)
+    signed = sign_command(key, topic, b'{"name": "amy"}', now - 5)
+    assert verifier.payload(topic, signed) == b'{"name": "amy"}'
+    refusals = [
+        (signed, "already used: replay refused"),
+        (b'{"name": "amy"}', "unsigned command refused"),
+        (b"PRESS", "unsigned command refused"),
+        (sign_command(b"other", topic, b'{"name": "amy"}', now), "bad signature"),
+        (sign_command(key, "edge/door1/command/enroll", b'{"name": "amy"}', now), "bad signature"),
+        (sign_command(key, topic, b'{"name": "amy"}', now - SIGNATURE_WINDOW - 1), "from the door's clock"),
+    ]
+    for message, reason in refusals:
+        with pytest.raises(CommandError, match=reason):
+            verifier.payload(topic, message)
+    forged = json.loads(sign_command(key, topic, b'{"name": "amy"}', now - 1))
+    forged["payload"] = '{"name": "raj"}'
+    with pytest.raises(CommandError, match="bad signature"):
+        verifier.payload(topic, json.dumps(forged).encode())

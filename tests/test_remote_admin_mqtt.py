@@ -4,6 +4,7 @@ the link, and the shipped ACL example does what SETUP.md says."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import threading
@@ -125,7 +126,7 @@ def test_a_retained_command_from_before_the_connect_is_not_carried_out(mosquitto
     sender.publish(f"{BASE}/command/remove", b'{"name": "amy"}', retain=True)
     door(remote_admin=True)
     (refused,) = sender.wait_for(f"{BASE}/error")
-    assert "retained command refused" in refused.json()["error"]
+    assert "retained" in refused.json()["error"]
     time.sleep(0.3)
     assert identities(gallery_path) == {"amy": 2, "raj": 3}
     assert retained_commands(mosquitto) == [], "the broker was asked to forget it"
@@ -233,3 +234,67 @@ def test_the_acl_example_lets_only_home_assistant_send_commands(acl_broker) -> N
     finally:
         ha.close()
         edge.close()
+
+
+def test_the_door_works_within_the_acl_example(acl_broker, caplog) -> None:
+    """The real link as the door's user: it can say online, hear Home Assistant's commands, answer them;
+    it cannot clear a retained command (the ACL forbids it), and says so in the log."""
+    ha = Client(acl_broker, "homeassistant", "ha-pw", ["edge/front_door/#", "homeassistant/#"])
+    calls = []
+    settings = MqttSettings(host=acl_broker.host, port=acl_broker.port, username="edge", password="edge-pw",
+                            reconnect_min_delay=1, reconnect_max_delay=1)
+    link = MqttLink(settings, "front_door", None, lambda command: calls.append(command) or "done")
+    try:
+        with caplog.at_level(logging.WARNING, logger="edge.adapters.mqtt"):
+            link.start()
+            wait_until(lambda: link.connected, "the door connected as its own user")
+            wait_until(lambda: ("edge/front_door/availability", b"online") in ha.messages, "online")
+            wait_until(lambda: any(t.startswith("homeassistant/event/front_door/") for t, _ in ha.messages),
+                       "discovery")
+            ha.publish("edge/front_door/command/reload", b"")
+            wait_until(lambda: any(t == "edge/front_door/result" for t, _ in ha.messages), "answer on result")
+            ha.publish("edge/front_door/command/reload", b"{}", retain=True)
+            wait_until(lambda: any(t == "edge/front_door/error" and b"retained" in m for t, m in ha.messages),
+                       "retained command refused")
+            wait_until(lambda: "broker refused a message" in caplog.text, "the denied clear is logged")
+        assert len(calls) == 1
+        assert "edge-pw" not in caplog.text
+    finally:
+        link.stop(timeout=1.0)
+        ha.publish("edge/front_door/command/reload", b"", retain=True)
+        ha.close()
+
+
+def test_with_a_command_key_only_signed_commands_are_carried_out(mosquitto, observe, gallery_path,
+                                                                 monkeypatch) -> None:
+    from edge.adapters.commands import sign_command
+
+    monkeypatch.setenv("EDGE_TEST_COMMAND_KEY", "s3cret-key")
+    commands, _ = handler(gallery_path, remote_admin=True)
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, command_key_env="EDGE_TEST_COMMAND_KEY")
+    link = MqttLink(settings, DEVICE, None, commands)
+    link.start()
+    try:
+        wait_until(lambda: link.connected, "link connected")
+        seen = observe([f"{BASE}/error", f"{BASE}/result"])
+        topic = f"{BASE}/command/remove"
+        seen.publish(topic, b'{"name": "amy"}')
+        assert "unsigned command refused" in seen.wait_for(f"{BASE}/error")[0].json()["error"]
+        assert identities(gallery_path) == {"amy": 2, "raj": 3}
+        signed = sign_command(b"s3cret-key", topic, b'{"name": "amy"}')
+        seen.publish(topic, signed)
+        assert seen.wait_for(f"{BASE}/result")[0].json()["result"] == "removed 'amy' (2 samples)"
+        seen.publish(topic, signed)  # the same message again: a replay
+        assert "replay refused" in seen.wait_for(f"{BASE}/error", 2)[1].json()["error"]
+        assert "s3cret-key" not in str(seen.messages)
+    finally:
+        link.stop(timeout=1.0)
+
+
+def test_a_command_key_variable_that_is_not_set_is_one_line(monkeypatch) -> None:
+    from edge.adapters.mqtt import MqttSetupError
+
+    monkeypatch.delenv("EDGE_TEST_COMMAND_KEY", raising=False)
+    link = MqttLink(MqttSettings(host="broker", command_key_env="EDGE_TEST_COMMAND_KEY"), DEVICE, None, print)
+    with pytest.raises(MqttSetupError, match="EDGE_TEST_COMMAND_KEY is not set"):
+        link.start()

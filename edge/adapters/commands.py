@@ -30,11 +30,22 @@ decided by the door's command handler (edge.service.CommandHandler, with
 Anything else raises ``CommandError`` with a message meant for the person who
 sent the command (the link publishes it on the ``error`` topic); a malformed
 command never reaches the door's command handler.
+
+Signed commands (``[mqtt] command_key_env``): the payload is then the JSON
+envelope ``{"payload": "<the command's payload>", "time": <Unix seconds>,
+"hmac": "<hex>"}`` where ``hmac`` is HMAC-SHA256 with the shared key over
+``<topic>\n<time>\n<payload>``; ``sign_command`` makes one. The door
+accepts it within ``SIGNATURE_WINDOW`` seconds of its clock, and each
+signature once (``CommandVerifier``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -164,3 +175,54 @@ def _name_field(subtopic: str, value: object, field: str = "name") -> str:
         return validate_name(value)
     except InvalidNameError as exc:
         raise CommandError(f"{subtopic}: {exc}") from None
+
+
+SIGNATURE_WINDOW = 120.0
+"""Seconds a signed command stays valid either side of the door's clock; a replay within it is refused."""
+
+
+def _mac(key: bytes, topic: str, moment: int, payload: str) -> str:
+    return hmac.new(key, f"{topic}\n{moment}\n{payload}".encode(), hashlib.sha256).hexdigest()
+
+
+def sign_command(key: bytes, topic: str, payload: bytes | str, moment: float | None = None) -> bytes:
+    """The signed envelope of ``payload`` for ``topic`` (what a script publishes to a door that needs signatures)."""
+    text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
+    stamp = int(time.time() if moment is None else moment)
+    return json.dumps({"payload": text, "time": stamp, "hmac": _mac(key, topic, stamp, text)}).encode()
+
+
+class CommandVerifier:
+    """Checks signed commands: the key's HMAC, the time window, and that no signature is used twice."""
+
+    def __init__(self, key: bytes, clock=time.time) -> None:
+        if not key:
+            raise ValueError("the command key is empty")
+        self._key, self._clock = key, clock
+        self._seen: OrderedDict[str, float] = OrderedDict()  # signature -> its time, oldest first
+
+    def payload(self, topic: str, message: bytes) -> bytes:
+        """The command payload inside a signed ``message`` on ``topic``; CommandError if it is not valid."""
+        subtopic = topic.rsplit("/", 1)[-1]
+        try:
+            envelope = json.loads(message.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            envelope = None
+        if not (isinstance(envelope, dict) and set(envelope) == {"payload", "time", "hmac"}
+                and isinstance(envelope["payload"], str) and type(envelope["time"]) is int
+                and isinstance(envelope["hmac"], str)):
+            raise CommandError(f'{subtopic}: unsigned command refused: this door takes only signed commands '
+                               '({"payload": ..., "time": ..., "hmac": ...}; [mqtt] command_key_env)')
+        text, stamp, mac = envelope["payload"], envelope["time"], envelope["hmac"]
+        if not hmac.compare_digest(mac, _mac(self._key, topic, stamp, text)):
+            raise CommandError(f"{subtopic}: bad signature: command refused")
+        now = self._clock()
+        if abs(now - stamp) > SIGNATURE_WINDOW:
+            raise CommandError(f"{subtopic}: signed {now - stamp:+.0f} s from the door's clock "
+                               f"(more than {SIGNATURE_WINDOW:.0f} s): command refused")
+        while self._seen and next(iter(self._seen.values())) < now - 2 * SIGNATURE_WINDOW:
+            self._seen.popitem(last=False)
+        if mac in self._seen:
+            raise CommandError(f"{subtopic}: this signed command was already used: replay refused")
+        self._seen[mac] = float(stamp)
+        return text.encode("utf-8")

@@ -43,6 +43,10 @@ writer lock) while the network thread keeps the connection alive. What
 ``CommandError`` it raises on ``error``; any other exception is logged and
 answered on ``error`` in one line. Neither stops the link.
 
+With ``[mqtt] command_key_env`` every command must be signed (HMAC, see
+edge.adapters.commands); unsigned, badly signed, stale or replayed ones are
+refused on ``error``.
+
 Connection failures are logged with their reason, once per change of
 reason: a refused CONNECT (bad credentials, not authorized), a TLS
 certificate the CA does not vouch for, a TLS handshake with a plain-MQTT
@@ -54,6 +58,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import socket
 import ssl
@@ -65,7 +70,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from edge.adapters.commands import Command, CommandError, CommandOutcome, parse_command
+from edge.adapters.commands import Command, CommandError, CommandOutcome, CommandVerifier, parse_command
 from edge.adapters.discovery import PAYLOAD_OFFLINE, PAYLOAD_ONLINE, Topics, discovery_messages
 from edge.adapters.settings import MqttSettings
 from edge.messages import EnrollmentMessage, Event, State, iso_time
@@ -129,6 +134,7 @@ class MqttLink:
         self._worker: threading.Thread | None = None
         self._last_failure: str | None = None  # the last connection failure logged (logged again when it changes)
         self._refused = False  # the broker answered the last CONNECT with a refusal (the disconnect follows)
+        self._verifier: CommandVerifier | None = None  # with [mqtt] command_key_env: signed commands only
 
     # ----------------------------------------------------------------- status
 
@@ -159,6 +165,12 @@ class MqttLink:
         if self._client is not None:
             raise RuntimeError("MqttLink already started")
         s = self.settings
+        if s.command_key_env is not None:
+            key = os.environ.get(s.command_key_env, "")
+            if not key:
+                raise MqttSetupError(f"[mqtt] command_key_env: environment variable {s.command_key_env} "
+                                     "is not set or empty (it holds the key commands are signed with)")
+            self._verifier = CommandVerifier(key.encode("utf-8"))
         client = paho.Client(
             paho.CallbackAPIVersion.VERSION2,
             client_id=s.client_id or f"edge-{self.device_id}",
@@ -441,7 +453,8 @@ class MqttLink:
                 self._publish_if_connected(topic, b"", retain=True)
             return
         try:
-            command = parse_command(topic[len(prefix) :], message.payload)
+            payload = message.payload if self._verifier is None else self._verifier.payload(topic, message.payload)
+            command = parse_command(topic[len(prefix) :], payload)
         except CommandError as exc:
             self.publish_error(topic, str(exc))
             return

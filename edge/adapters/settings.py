@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, Strict, model_validator
 from typing import Annotated
 
 from edge.settings import Settings
@@ -50,6 +50,11 @@ class MqttSettings(Settings):
     rename people and, with ``"append": true``, add samples to someone
     already enrolled. Anyone allowed to publish on the command topics has
     these powers: restrict them with broker ACLs.
+
+    ``command_key_env``: the name of an environment variable (not the key
+    itself) holding a secret; commands must then be signed with it and
+    unsigned ones are refused (Home Assistant's button and text entities
+    cannot sign: send commands from a script instead).
     """
 
     host: str | None = Field(None, min_length=1, description="the broker; none = events as JSON lines on stdout")
@@ -69,10 +74,15 @@ class MqttSettings(Settings):
     publish_face_image: bool = Field(False, description="send face crops to Home Assistant (personal data)")
     reconnect_min_delay: int = Field(1, ge=1, le=3600, description="first wait before reconnecting, seconds")
     reconnect_max_delay: int = Field(60, ge=1, le=3600, description="longest wait between reconnects, seconds")
-    remote_admin: bool = Field(
+    remote_admin: Annotated[bool, Strict()] = Field(  # strict: only true/false, never "yes" or "1"
         False,
         description="let MQTT commands remove and rename people and add samples to someone enrolled "
                     "(off: only enrollments of new names); see firmware_config/SETUP.md",
+    )
+    command_key_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        description="name of the environment variable holding the key that commands must be signed with "
+                    "(HMAC-SHA256, edge.adapters.commands.sign_command); none = unsigned commands",
     )
 
     @model_validator(mode="after")

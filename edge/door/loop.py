@@ -149,6 +149,7 @@ class DoorLoop:
             else:
                 self._unknown.add(decision.track_id)
             self.publisher.publish_event(self.event(decision))
+        self._refresh_gallery()  # also without faces: notice a deleted or replaced gallery
         self._publish_state(frame.time)
         return made
 
@@ -197,6 +198,14 @@ class DoorLoop:
                     name, similarity = best[0].name, best[0].similarity
             attempts.append(Attempt(track_id, face.box, name, similarity, sharp, frame.time))
         return attempts
+
+    def _refresh_gallery(self) -> None:
+        try:
+            self.gallery.refresh()  # microseconds; stat()s the path at most once a second
+        except GalleryError as exc:
+            log.error("gallery refresh failed: %s", exc)
+            self._gallery_problem(GalleryProblem(str(exc)))
+        self._report_gallery()
 
     def _report_gallery(self) -> None:
         """Report what the gallery found wrong since the last report: its loss, new damaged rows."""

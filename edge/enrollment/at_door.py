@@ -71,6 +71,7 @@ class DoorEnrollment:
         self._cancel = False
         self._session: EnrollmentSession | None = None
         self._append = False  # the running session may add to a person already enrolled
+        self._existing = 0  # samples the person had when the session started (an append)
         self._last_reason: str | None = None
 
     def request(self, name: str | None = None, append: bool = False) -> None:
@@ -119,10 +120,10 @@ class DoorEnrollment:
             self._session = EnrollmentSession(name, self.settings, self.match_threshold, started_at=self.clock())
             self._append, self._last_reason = requested.append, None
             self.report(EnrollmentStatus("started", name, wanted=self.settings.samples, timeout=self.settings.timeout))
-            existing = self.samples_of(name) if requested.append else 0
-            if existing:
+            self._existing = self.samples_of(name) if requested.append else 0
+            if self._existing:
                 self.report(EnrollmentProgress(name, 0, self.settings.samples, False,
-                                               f"adding samples to {name!r}, already enrolled with {existing}"))
+                                               f"adding samples to {name!r}, already enrolled with {self._existing}"))
         session = self._session
         if session is None:
             return
@@ -139,7 +140,8 @@ class DoorEnrollment:
             except Exception as exc:  # a locked or full gallery: say so, keep the door running
                 self._finish("failed", f"could not save: {exc}")
                 return
-            self._finish("saved", f"{len(rows)} samples saved" + (f" (added to {session.name!r})" if self._append else ""))
+            added = f", added to the {self._existing} of {session.name!r}" if self._existing else ""
+            self._finish("saved", f"{len(rows)} samples saved{added}")
         elif session.state == "timed_out":
             self._finish("timed_out", f"only {verdict.taken} of {verdict.wanted} good samples "
                                       f"in {self.settings.timeout:.0f} s ({self._last_reason}); nothing stored")

@@ -259,7 +259,10 @@ def build_gallery(
     gallery_path = Path(gallery_path)
     if gallery_path.exists() or gallery_path.is_symlink():
         raise GalleryError(f"{shown(gallery_path)} already exists; choose a new path or remove it first")
-    remove_leftovers(gallery_path)
+    running = remove_leftovers(gallery_path)
+    if running:
+        raise GalleryError(f"{shown(gallery_path)} is being built by process {_owner(running[0])} "
+                           f"(if it is not, remove {shown(running[0])})")
     photos, skipped = scan_dataset(dataset)
     report = BuildReport(shown(gallery_path), skipped=skipped, notes=name_notes(photos))
     temporary = gallery_path.with_name(f".{gallery_path.name}{BUILDING}{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -282,9 +285,11 @@ def build_gallery(
         except OSError as exc:
             raise GalleryError(f"{shown(gallery_path)}: cannot put the gallery in place "
                                f"({exc.strerror or exc}); this build was not kept") from None
-    except BaseException:
+    except BaseException as exc:
         gallery.close()
         remove_tree(temporary)
+        if is_disk_full(exc) or (isinstance(exc, DiskFullError) and str(temporary) in str(exc)):
+            raise DiskFullError(f"{shown(gallery_path)}: no space left to build the gallery; nothing was built") from None
         raise
     report.seconds = time.perf_counter() - started
     return report
@@ -296,26 +301,33 @@ BUILDING = ".building-"
 
 def remove_leftovers(gallery_path: Path) -> list[Path]:
     """Remove the temporary galleries of builds of ``gallery_path`` that were
-    killed (their process is gone, or they predate the process id in the name); which."""
-    removed = []
+    killed (their process is gone, or they predate the process id in the name);
+    the temporary galleries of the builds still running."""
+    running = []
     prefix = f".{gallery_path.name}{BUILDING}"  # and "." + prefix: one killed while Gallery.create made it
     try:
         entries = list(gallery_path.parent.iterdir())
     except OSError:
-        return removed
+        return running
     for entry in entries:
         name = entry.name[1:] if entry.name.startswith("." + prefix) else entry.name
         if not name.startswith(prefix) or not entry.is_dir() or entry.is_symlink():
             continue
-        owner = name[len(prefix):].split("-")[0]
-        if owner.isdigit() and _is_running(int(owner)):
+        owner = _owner(entry)
+        if owner is not None and _is_running(owner):
+            running.append(entry)
             continue
         try:
             remove_tree(entry)
         except OSError:
             continue
-        removed.append(entry)
-    return removed
+    return running
+
+
+def _owner(temporary: Path) -> int | None:
+    """The process id in the name of a gallery being built, if there is one."""
+    owner = temporary.name.lstrip(".").partition(BUILDING)[2].split("-")[0]
+    return int(owner) if owner.isdigit() else None
 
 
 def _is_running(pid: int) -> bool:

@@ -157,10 +157,7 @@ def encode_rows(vectors: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray
 
 def row_checksums(rows: np.ndarray, scales: np.ndarray | None) -> list[int]:
     """CRC-32 of each (n, D) row's stored bytes, continued over its scale's 4 bytes for int8."""
-    rows = np.ascontiguousarray(rows)
-    data = memoryview(rows).cast("B")
-    size = rows.shape[1] * rows.itemsize
-    sums = [zlib.crc32(data[i * size:(i + 1) * size]) for i in range(rows.shape[0])]
+    sums = list(map(zlib.crc32, np.ascontiguousarray(rows)))
     if scales is not None:
         scale_data = memoryview(np.ascontiguousarray(scales, dtype=np.float32)).cast("B")
         sums = [zlib.crc32(scale_data[4 * i:4 * i + 4], crc) for i, crc in enumerate(sums)]
@@ -188,12 +185,9 @@ def row_faults(rows: np.ndarray, scales: np.ndarray | None, checksums: np.ndarra
     """
     faults: dict[int, str] = {}
     with np.errstate(all="ignore"):
-        actual = row_checksums(rows, scales)
-        for i, (a, e) in enumerate(zip(actual, checksums.tolist())):
-            if e < 0:
-                faults[i] = "no checksum in the metadata"
-            elif a != e:
-                faults[i] = "checksum mismatch"
+        actual = np.fromiter(row_checksums(rows, scales), np.int64, rows.shape[0])
+        for i in np.flatnonzero(actual != checksums).tolist():
+            faults[i] = "no checksum in the metadata" if checksums[i] < 0 else "checksum mismatch"
         if scales is not None:
             for i in np.flatnonzero(~(np.isfinite(scales) & (scales > 0))).tolist():
                 faults.setdefault(i, f"int8 scale {float(scales[i])!r} is not finite and positive")

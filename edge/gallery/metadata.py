@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 FILE_NAME = "gallery.sqlite"
 _ROWS_TABLE = """
 CREATE TABLE {name} (
@@ -203,9 +205,19 @@ def names(db: sqlite3.Connection, rows: Iterable[int]) -> dict[int, str]:
     return found
 
 
-def checksums(db: sqlite3.Connection, first: int, stop: int) -> list[tuple[int, int]]:
-    """(row, stored checksum) of the rows first..stop-1 that the table has, in row order."""
-    return db.execute("SELECT row, checksum FROM rows WHERE row >= ? AND row < ? ORDER BY row", (first, stop)).fetchall()
+def checksums(db: sqlite3.Connection, first: int, stop: int) -> np.ndarray:
+    """The stored checksum of rows first..stop-1, (stop - first,) int64; -1 for a row the
+    table lacks. (Joined into one string by SQLite: a million rows in a fraction of a second.)"""
+    count, joined = db.execute(
+        "SELECT count(*), group_concat(checksum) FROM "
+        "(SELECT checksum FROM rows WHERE row >= ? AND row < ? ORDER BY row)", (first, stop)
+    ).fetchone()
+    if count == stop - first:  # row is the primary key: exactly first..stop-1, in order
+        return np.fromstring(joined or "", dtype=np.int64, sep=",") if count else np.zeros(0, np.int64)
+    found = np.full(stop - first, -1, np.int64)
+    for row, checksum in db.execute("SELECT row, checksum FROM rows WHERE row >= ? AND row < ?", (first, stop)):
+        found[row - first] = checksum
+    return found
 
 
 def scrub_wal(db: sqlite3.Connection) -> None:

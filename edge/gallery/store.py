@@ -707,9 +707,7 @@ class Gallery:
             with metadata.snapshot(self._db):  # checksums as numbered in this generation
                 if metadata.committed(self._db)[0] != generation:
                     return False
-                stored = np.array(metadata.checksums(self._db, first, stop), np.int64).reshape(-1, 2)
-                expected = np.full(stop - first, -1, np.int64)
-                expected[stored[:, 0] - first] = stored[:, 1]
+                expected = metadata.checksums(self._db, first, stop)
                 faults = row_faults(matrix[first:stop], None if scales is None else scales[first:stop], expected)
                 names = metadata.names(self._db, [first + i for i in faults]) if faults else {}
             for i, reason in faults.items():
