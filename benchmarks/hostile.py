@@ -33,7 +33,7 @@ from hostile import generate, runner  # noqa: E402
 
 COLUMNS = [
     ("cases", "cases"), ("clear errors", "clear_errors"), ("unclear", "unclear_errors"), ("accepted", "accepted"),
-    ("tracebacks", "tracebacks"), ("hangs", "hangs"), ("max MiB", "max_memory_mib"),
+    ("tracebacks", "tracebacks"), ("hangs", "hangs"), ("killed >3 GiB", "killed"), ("max MiB", "max_memory_mib"),
     ("bombs", "bombs"), ("bomb max MiB", "max_bomb_mib"), ("bombs >500 MiB", "bombs_over_500_mib"),
     ("wrong names", "wrong_names"), ("rows lost", "rows_lost"), ("failed", "failed"),
 ]

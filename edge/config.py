@@ -86,6 +86,8 @@ def load_config(path: Path | None) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib recurses once per nesting level: [[[[...]]]] exhausts the stack
+        raise ConfigError(f"{path}: not a usable config (nested too deeply)") from None
     return validate(_substitute_env(raw, str(path)), str(path))
 
 

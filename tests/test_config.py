@@ -80,3 +80,8 @@ def test_a_secret_in_a_bad_value_is_not_echoed(tmp_path):
 def test_button_and_light_need_their_own_pins(tmp_path):
     with pytest.raises(ConfigError, match="both GPIO 17"):
         load_config(write(tmp_path, "[button]\npin = 17\n[light]\npin = 17\n"))
+
+
+def test_a_config_nested_too_deeply_is_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(write(tmp_path, "x = " + "[" * 5000 + "]" * 5000 + "\n"))

@@ -128,3 +128,15 @@ def test_a_deleted_gallery_is_reported_and_the_door_keeps_running(engine, scene,
     assert len(problems) == 1 and "deleted" in problems[0].detail and problems[0].rows == ()
     assert problems[0].to_dict()["error"] == problems[0].detail
     assert "deleted" in caplog.text
+
+
+def test_the_door_notices_a_deleted_gallery_with_nobody_at_the_door(engine, gallery_path, tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "FOLLOW_INTERVAL", 0.0)
+    frames = demo.write_stills(tmp_path / "empty", ("blank", "blank", "blank"))
+    gallery = Gallery.open(gallery_path)
+    try:
+        shutil.rmtree(gallery_path)
+        events, problems = run_door(engine, gallery, frames)
+    finally:
+        gallery.close()
+    assert events == [] and [p.detail for p in problems] == [f"{gallery_path}: the gallery was deleted"]

@@ -75,7 +75,7 @@ def test_hostile_subset_gives_clear_errors_only(tmp_path):
     hangs = [r for r in results if r.outcome == "hang"]
     wrong = [r for r in results if r.wrong_names]
     lost = [r for r in results if r.rows_lost]
-    bombs = [r for r in results if r.bomb and r.memory_mib > runner.BOMB_LIMIT_MIB]
+    bombs = [r for r in results if r.outcome == "killed" or r.bomb and r.memory_mib > runner.BOMB_LIMIT_MIB]
     assert not tracebacks, f"{len(tracebacks)} tracebacks:\n{listed(tracebacks)}"
     assert not hangs, f"{len(hangs)} hangs:\n{listed(hangs)}"
     assert not wrong, f"{len(wrong)} cases named someone they must not:\n{listed(wrong)}"

@@ -284,7 +284,8 @@ def _check(args: argparse.Namespace, config: Config) -> int:
         return EXIT_USAGE
     if args.json:
         print(json.dumps({"gallery": str(path), "ok": problem is None, "rows": rows, "problem": problem,
-                          "excluded": [{"row": e.row, "identity": e.identity, "reason": e.reason} for e in excluded]}))
+                          "excluded": [{"row": e.row, "identity": e.identity, "reason": e.reason} for e in excluded],
+                          "error": None}))
     elif problem is None:
         print(f"{path}: ok, {rows} rows verified")
     else:

@@ -11,6 +11,7 @@ Outcomes, one per case:
     traceback   "Traceback (most recent call last)" on stderr, death by a signal, or an
                 exit status other than 0, 1, 2 (130: interrupted)
     hang        no exit within the case's timeout
+    killed      RSS passed KILL_RSS_MIB (a bomb that went off): killed by the runner
     clear       exit 1 or 2 with a message: a line ``edge...: ...`` on stderr, or for exit 1
                 a per-file error in the output
     unclear     exit 1 or 2 with no message (not a failure of the issue's criteria, but listed)
@@ -44,6 +45,8 @@ REPO = Path(__file__).resolve().parents[2]
 FACES = REPO / "tests" / "fixtures" / "faces"
 BOMB_LIMIT_MIB = 500
 KILL_RSS_MIB = 3000
+KILLED = -1000
+"""The exit status recorded when the runner killed a case for going over KILL_RSS_MIB."""
 ERROR_LINE = re.compile(rb"^edge[\w\- ]*:", re.MULTILINE)
 
 
@@ -51,7 +54,7 @@ ERROR_LINE = re.compile(rb"^edge[\w\- ]*:", re.MULTILINE)
 class Result:
     family: str
     name: str
-    outcome: str  # accepted | clear | unclear | traceback | hang
+    outcome: str  # accepted | clear | unclear | traceback | hang | killed (over KILL_RSS_MIB)
     exit_status: int | None
     seconds: float
     memory_mib: float
@@ -62,13 +65,15 @@ class Result:
 
     @property
     def failed(self) -> bool:
-        return (self.outcome in ("traceback", "hang") or self.wrong_names > 0 or self.rows_lost > 0
+        return (self.outcome in ("traceback", "hang", "killed") or self.wrong_names > 0 or self.rows_lost > 0
                 or self.bomb and self.memory_mib > BOMB_LIMIT_MIB)
 
     def reasons(self) -> list[str]:
         out = []
         if self.outcome in ("traceback", "hang"):
             out.append(self.outcome)
+        if self.outcome == "killed":
+            out.append(f"killed by the runner above {KILL_RSS_MIB} MiB")
         if self.wrong_names:
             out.append("wrong name")
         if self.rows_lost:
@@ -193,7 +198,7 @@ def run_process(argv: list[bytes], cwd: Path, timeout: float, env: dict | None =
             _, wait_status, usage = os.wait4(process.pid, 0)
             process.returncode = os.waitstatus_to_exitcode(wait_status)
             peak = max(polled, usage.ru_maxrss / 1024)
-            status = None if timed_out else -int(signal.SIGKILL)
+            status = None if timed_out else KILLED
             break
         time.sleep(0.02)
     seconds = time.monotonic() - start
@@ -221,6 +226,8 @@ def _rss_mib(pid: int) -> float:
 def classify(status: int | None, stdout: bytes, stderr: bytes) -> str:
     if status is None:
         return "hang"
+    if status == KILLED:
+        return "killed"
     if b"Traceback (most recent call last)" in stderr or b"Traceback (most recent call last)" in stdout:
         return "traceback"
     if status == 0:
@@ -294,6 +301,8 @@ def run_cli_case(case: Case, fixtures: Fixtures, work: Path) -> Result:
     detail = notes or _last_line(err if outcome != "accepted" else out)
     if outcome == "traceback":
         detail = _traceback_summary(err) or f"exit status {status}"
+    elif outcome == "killed":
+        detail = f"RSS passed {KILL_RSS_MIB} MiB: killed; {_last_line(err)}"
     elif outcome == "hang":
         detail = f"no exit after {case.timeout:.0f} s; {_last_line(err)}"
     result = Result(case.family, case.name, outcome, status, round(seconds, 2), round(peak, 1), wrong, lost, detail[:300],
@@ -362,6 +371,7 @@ def summarize(results: list[Result]) -> dict[str, dict]:
             "accepted": sum(r.outcome == "accepted" for r in rs),
             "tracebacks": sum(r.outcome == "traceback" for r in rs),
             "hangs": sum(r.outcome == "hang" for r in rs),
+            "killed": sum(r.outcome == "killed" for r in rs),
             "max_memory_mib": round(max((r.memory_mib for r in rs), default=0.0), 1),
             "bombs": sum(r.bomb for r in rs),
             "max_bomb_mib": round(max((r.memory_mib for r in rs if r.bomb), default=0.0), 1),
