@@ -79,6 +79,9 @@ def measure(mode: str, faces: int, frames_per_visit: int) -> dict:
             def publish_enrollment(self, message):
                 pass
 
+            def publish_problem(self, problem):
+                pass
+
         current = [0]
         loop = DoorLoop(engine, gallery, Recorder(), config.door, config.search.match_threshold)
         engine.detect(frames[0].image)  # load-time work (first allocation) is not part of the loop

@@ -68,6 +68,7 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="edge-hostile-") as tmp:
         fixtures = runner.Fixtures.make(Path(tmp))
+        print("peak RSS on good input (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in fixtures.baselines.items()), flush=True)
         results = runner.run_cases(cases, fixtures, jobs=args.jobs, progress=progress)
     elapsed = time.monotonic() - started
     table = runner.summarize(results)
@@ -89,6 +90,7 @@ def main() -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"environment": env, "seed": args.seed, "seconds": round(elapsed, 1),
+                                         "baseline_peak_mib": fixtures.baselines,
                                          "table": table, "cases": runner.as_dicts(results)}, indent=1))
     return 1 if failed else 0
 

@@ -33,7 +33,7 @@ from edge.door.loop import DoorLoop, Publisher
 from edge.enrollment.at_door import DoorEnrollment, EnrollmentRefused
 from edge.gallery.errors import GalleryError
 from edge.gallery.store import Gallery
-from edge.messages import CameraStatus, EnrollmentMessage, Event, State
+from edge.messages import CameraStatus, EnrollmentMessage, Event, GalleryProblem, State
 from edge.perception.engine import FaceEngine
 from edge.perception.modelset import embedding_model_id
 
@@ -66,6 +66,10 @@ class MqttPublisher:
 
     def publish_enrollment(self, message: EnrollmentMessage) -> None:
         self.link.publish_enrollment(message)
+
+    def publish_problem(self, problem: GalleryProblem) -> None:
+        log.warning("gallery: %s", problem.detail)
+        self.link.publish_error("gallery", problem.detail)
 
     def _send_state(self) -> None:
         if self._state is not None:

@@ -197,3 +197,19 @@ def test_camera_state_rides_in_the_retained_state_message():
     assert link.states[-1] == State(("obama",), "obama", "door", "cam", False, "camera unplugged")
     publisher.publish_camera(CameraStatus(True))
     assert link.states[-1].camera_online is True and link.states[-1].present == ("obama",)
+
+
+def test_a_gallery_problem_goes_to_the_error_topic():
+    from edge.messages import GalleryProblem
+    from edge.service import MqttPublisher
+
+    class Link:
+        def __init__(self):
+            self.errors = []
+
+        def publish_error(self, topic, message):
+            self.errors.append((topic, message))
+
+    link = Link()
+    MqttPublisher(link).publish_problem(GalleryProblem("g: 1 damaged gallery rows left out of matching: 3", (3,)))
+    assert link.errors == [("gallery", "g: 1 damaged gallery rows left out of matching: 3")]

@@ -33,6 +33,10 @@ FACES = Path(__file__).parent / "fixtures" / "faces"
 class RecordingPublisher(StdoutPublisher):
     def __init__(self):
         super().__init__(io.StringIO())
+        self.problems = []
+
+    def publish_problem(self, problem):
+        self.problems.append(problem)
 
     def events(self):
         return [json.loads(line) for line in self.stream.getvalue().splitlines()]
@@ -53,9 +57,9 @@ def gallery_path(scene, tmp_path):
 
 
 def run_door(engine, gallery: Gallery, frames) -> tuple[list[tuple[str, str | None]], list[GalleryProblem]]:
-    publisher, problems = RecordingPublisher(), []
-    loop = DoorLoop(engine, gallery, publisher, LoopSettings(device_id="door1"), 0.36, camera="test",
-                    on_gallery_problem=problems.append)
+    publisher = RecordingPublisher()
+    problems = publisher.problems
+    loop = DoorLoop(engine, gallery, publisher, LoopSettings(device_id="door1"), 0.36, camera="test")
     with FolderSource(frames) as source:
         assert loop.run(source) == len(list(frames.iterdir()))
     return [(e["event_type"], e["name"]) for e in publisher.events()], problems

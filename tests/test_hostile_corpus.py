@@ -19,7 +19,7 @@ from hostile import generate, runner
 
 pytestmark = pytest.mark.slow  # ~60 edge subprocesses, a broker
 
-PER_FAMILY = {"images": 10, "pairs": 8, "configs": 10, "gallery": 12, "imports": 8, "mqtt": 8}
+PER_FAMILY = {"images": 5, "pairs": 4, "configs": 5, "gallery": 6, "imports": 4, "mqtt": 5}
 
 ALWAYS = (
     # The cases the issue names, whatever the spread picks.

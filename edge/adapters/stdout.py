@@ -7,13 +7,13 @@ import logging
 import sys
 from typing import TextIO
 
-from edge.messages import CameraStatus, EnrollmentMessage, Event, State
+from edge.messages import CameraStatus, EnrollmentMessage, Event, GalleryProblem, State
 
 log = logging.getLogger(__name__)
 
 
 class StdoutPublisher:
-    """Events as JSON lines on ``stream`` (default stdout); state, camera and enrollment to the log."""
+    """Events as JSON lines on ``stream`` (default stdout); state, camera, enrollment and problems to the log."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
@@ -29,3 +29,6 @@ class StdoutPublisher:
 
     def publish_enrollment(self, message: EnrollmentMessage) -> None:
         log.warning("enrollment: %s", json.dumps(message.to_dict()))
+
+    def publish_problem(self, problem: GalleryProblem) -> None:
+        log.warning("gallery: %s", problem.detail)

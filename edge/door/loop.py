@@ -15,11 +15,12 @@ its path's place.
 
 Damaged gallery rows are left out of matching (edge.gallery.store), and a
 gallery that is deleted or unreadable matches nobody (everyone is unknown)
-while the loop keeps running. Each new such problem goes to the log and to
-``on_gallery_problem`` (a GalleryProblem, for the MQTT ``error`` topic).
+while the loop keeps running. Each new such problem goes to the publisher
+(a GalleryProblem: the log, and with MQTT the ``error`` topic).
 
-The publisher hears events, the retained 'who is here' state and the camera
-state; it is the MQTT link, or JSON lines on stdout when there is no broker.
+The publisher hears events, the retained 'who is here' state, the camera
+state and gallery problems; it is the MQTT link, or JSON lines on stdout
+when there is no broker.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class Publisher(Protocol):
 
     def publish_enrollment(self, message: EnrollmentMessage) -> None: ...
 
+    def publish_problem(self, problem: GalleryProblem) -> None: ...
+
 
 class Enrollment(Protocol):
     """An enrollment running inside the loop (edge.enrollment.at_door.DoorEnrollment)."""
@@ -81,7 +84,6 @@ class DoorLoop:
         match_threshold: float,
         camera: str = "camera",
         wall_clock: Callable[[], datetime] = local_now,
-        on_gallery_problem: Callable[[GalleryProblem], None] | None = None,
     ) -> None:
         self.engine, self.gallery, self.publisher = engine, gallery, publisher
         self.settings = settings
@@ -95,7 +97,6 @@ class DoorLoop:
         self._present: tuple[str, ...] = ()
         self._last_person: str | None = None
         self._stop = threading.Event()
-        self._on_gallery_problem = on_gallery_problem
         self._gallery_reported: tuple[str | None, frozenset[int]] = (None, frozenset())
         self.enrollment: Enrollment | None = None
         """While an enrollment is active, frames go to it instead."""
@@ -222,11 +223,10 @@ class DoorLoop:
                                                  f"of matching: {shown}", tuple(new)))
 
     def _gallery_problem(self, problem: GalleryProblem) -> None:
-        if self._on_gallery_problem is not None:
-            try:
-                self._on_gallery_problem(problem)
-            except Exception:  # a report that fails must not stop the door
-                log.exception("could not report a gallery problem")
+        try:
+            self.publisher.publish_problem(problem)
+        except Exception:  # a report that fails must not stop the door
+            log.exception("could not report a gallery problem")
 
     def _publish_state(self, now: float, force: bool = False) -> None:
         present = tuple(self.decisions.present(now))

@@ -49,6 +49,7 @@ class _Client:
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(f"edge/{DEVICE}/#", 1)])
         self.client.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
         self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 1)
         self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
         if not subscribed.wait(10):
@@ -71,8 +72,16 @@ class _Client:
         with self.cond:
             return self.cond.wait_for(predicate, timeout)
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> bool:
+        """Publish at QoS 1 and wait for the ack; False if that failed (the observer reconnects by itself)."""
+        deadline = time.monotonic() + 10
+        while not self.client.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+            return True
+        except (RuntimeError, ValueError):
+            return False
 
     def close(self) -> None:
         self.client.disconnect()
@@ -160,7 +169,12 @@ def run_mqtt_cases(cases: list[Case], fixtures: Fixtures, work: Path) -> list[Re
         door = _Door(fixtures, work, broker)
         try:
             for case in [c for c in cases if c.mqtt[2]]:
-                results[case.name] = _retained_case(case, client, door, fixtures, work)
+                try:
+                    results[case.name] = _retained_case(case, client, door, fixtures, work)
+                except Exception as exc:
+                    door.stop()
+                    results[case.name] = Result("mqtt", case.name, "unclear", None, 0.0, 0.0,
+                                                detail=f"harness error: {type(exc).__name__}: {exc}")
             live = [c for c in cases if not c.mqtt[2]]
             if live:
                 if not door.start(client):
@@ -170,7 +184,11 @@ def run_mqtt_cases(cases: list[Case], fixtures: Fixtures, work: Path) -> list[Re
                                                     detail=f"door did not come online: {err[-300:]!r}")
                 else:
                     for case in live:
-                        results[case.name] = _live_case(case, client, door, fixtures, work)
+                        try:
+                            results[case.name] = _live_case(case, client, door, fixtures, work)
+                        except Exception as exc:  # the harness, not the door: record it and go on
+                            results[case.name] = Result("mqtt", case.name, "unclear", None, 0.0, 0.0,
+                                                        detail=f"harness error: {type(exc).__name__}: {exc}")
                         if not door.alive():
                             door.stop()
                             door.start(client)
@@ -189,7 +207,9 @@ def _live_case(case: Case, client: _Client, door: _Door, fixtures: Fixtures, wor
     log_offset = door.log.stat().st_size if door.log.exists() else 0
     mark = client.mark()
     start = time.monotonic()
-    client.publish(topic, payload)
+    if not client.publish(topic, payload):
+        return Result("mqtt", case.name, "unclear", None, round(time.monotonic() - start, 2), round(door.hwm(), 1),
+                      detail="the broker refused the publish (e.g. an invalid topic): the door never saw it")
     answered = client.wait(lambda: _answered(client, mark, topic) or not door.alive(), ANSWER_WAIT) and door.alive()
     outcome, detail, status = "clear", "answered on error", None
     if not answered:
@@ -225,7 +245,7 @@ def _live_case(case: Case, client: _Client, door: _Door, fixtures: Fixtures, wor
             detail += f"; obama rows afterwards: {rows}"
             _restore(fixtures, work, door, client)
     return Result("mqtt", case.name, outcome, status, round(time.monotonic() - start, 2), round(door.hwm(), 1),
-                  wrong, lost, detail[:300])
+                  wrong, lost, detail[:300], bomb=case.bomb)
 
 
 def _restore(fixtures: Fixtures, work: Path, door: _Door, client: _Client) -> None:
@@ -269,4 +289,4 @@ def _retained_case(case: Case, client: _Client, door: _Door, fixtures: Fixtures,
         detail += f"; obama rows afterwards: {rows}"
         shutil.rmtree(work / "g", ignore_errors=True)
         shutil.copytree(fixtures.gallery, work / "g")
-    return Result("mqtt", case.name, outcome, None, round(time.monotonic() - start, 2), round(peak, 1), wrong, lost, detail[:300])
+    return Result("mqtt", case.name, outcome, None, round(time.monotonic() - start, 2), round(peak, 1), wrong, lost, detail[:300], bomb=case.bomb)

@@ -12,9 +12,9 @@ Outcomes, one per case:
                 exit status other than 0, 1, 2 (130: interrupted)
     hang        no exit within the case's timeout
     killed      RSS passed KILL_RSS_MIB (a bomb that went off): killed by the runner
-    clear       exit 1 or 2 with a message: a line ``edge...: ...`` on stderr, or for exit 1
-                a per-file error in the output
-    unclear     exit 1 or 2 with no message (not a failure of the issue's criteria, but listed)
+    clear       exit 1 or 2 with a message: a line ``edge...: ...`` on stderr, a per-file
+                error, or --json's {"error": ...} on stdout
+    unclear     exit 1 or 2 with no output at all (not a failure of the issue's criteria, but listed)
     accepted    exit 0
 
 and, independently, ``wrong_names`` (identify/door named someone it must
@@ -93,6 +93,8 @@ class Fixtures:
     biden: Path
     obama: Path
     python: str = sys.executable
+    baselines: dict = field(default_factory=dict)
+    """Peak RSS MiB of each command on good input (what a bomb's peak compares with)."""
 
     @classmethod
     def make(cls, root: Path, python: str = sys.executable) -> Fixtures:
@@ -109,7 +111,29 @@ class Fixtures:
         frames = demo.write_stills(root / "frames", ("blank", "obama3.jpg", "biden.jpg"))
         biden = demo.write_frames(root / "biden", visitors=("biden.jpg",), frames_per_visit=12, empty_frames=3)
         obama = demo.write_frames(root / "obama", visitors=("obama3.jpg",), frames_per_visit=12, empty_frames=3)
-        return cls(root, gallery, frames, biden, obama, python)
+        fixtures = cls(root, gallery, frames, biden, obama, python)
+        fixtures.baselines = fixtures.measure_baselines()
+        return fixtures
+
+    def measure_baselines(self) -> dict[str, float]:
+        """Peak RSS of identify, verify, gallery list/add and the door on good input."""
+        faces, g = str(FACES), str(self.gallery)
+        scratch = self.root / "baseline"
+        scratch.mkdir(exist_ok=True)
+        shutil.copytree(self.gallery, scratch / "g", dirs_exist_ok=True)
+        commands = {
+            "identify": ["identify", f"{faces}/obama3.jpg", f"{faces}/biden.jpg", "--gallery", g],
+            "verify": ["verify", f"{faces}/obama.jpg", f"{faces}/obama3.jpg"],
+            "verify --pairs": ["verify", "--pairs", f"{faces}/pairs.csv", "--root", faces, "--workers", "1"],
+            "gallery list": ["gallery", "list", g],
+            "gallery add": ["gallery", "add", faces, "--name", "obama", "--gallery", str(scratch / "g"), "--largest", "--workers", "1"],
+            "run (door)": ["run", "--source", str(self.obama), "--gallery", g, "--exit-at-end"],
+        }
+        out = {}
+        for name, argv in commands.items():
+            status, _, _, _, peak = run_process([os.fsencode(self.python), b"-m", b"edge.cli", *map(os.fsencode, argv)], scratch, 120.0)
+            out[name] = round(peak, 1)
+        return out
 
     def places(self, case_dir: Path) -> dict[bytes, bytes]:
         return {
@@ -234,9 +258,14 @@ def classify(status: int | None, stdout: bytes, stderr: bytes) -> str:
         return "accepted"
     if status not in (1, 2, 130):
         return "traceback"
-    if ERROR_LINE.search(stderr) or (status == 1 and (stdout.strip() or stderr.strip())):
+    if ERROR_LINE.search(stderr) or _said_something(stdout) or _said_something(stderr):
         return "clear"
     return "unclear"
+
+
+def _said_something(data: bytes) -> bool:
+    """Output beyond LiteRT's start-up line (e.g. a per-file error, or --json's {"error": ...})."""
+    return any(line.strip() and not line.startswith(b"INFO: Created TensorFlow") for line in data.splitlines())
 
 
 def judge_names(case: Case, stdout: bytes) -> tuple[int, str]:
