@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -37,6 +38,10 @@ from edge.enrollment.settings import EnrollSettings
 from edge.gallery.settings import GallerySettings, SearchSettings
 from edge.perception.settings import RecognitionSettings
 from edge.settings import Settings
+
+
+MAX_CONFIG_BYTES = 1 << 20
+"""A config file is a few kilobytes; anything past 1 MiB is not one."""
 
 
 class ConfigError(ValueError):
@@ -77,18 +82,28 @@ def load_config(path: Path | None) -> Config:
     if path is None:
         return Config()
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not TOML
+        if not stat.S_ISREG(os.stat(path).st_mode):  # /dev/zero never ends, a FIFO blocks the open
+            raise ConfigError(f"{path}: not a regular file")
+        with open(path, "rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    except ConfigError:
+        raise
+    except ValueError:  # a NUL byte in the path
+        raise ConfigError("--config: not a usable file name") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config")
+    try:
+        text = data.decode("utf-8-sig")  # a BOM (Windows editors) is not TOML
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file") from None
     try:
-        raw = tomllib.loads(text)
+        return validate(_substitute_env(tomllib.loads(text), str(path)), str(path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    except RecursionError:  # tomllib recurses once per nesting level: [[[[...]]]] exhausts the stack
+    except RecursionError:  # one level of recursion per nesting level: [[[[...]]]] or a.b.c.d... exhausts the stack
         raise ConfigError(f"{path}: not a usable config (nested too deeply)") from None
-    return validate(_substitute_env(raw, str(path)), str(path))
 
 
 def validate(raw: dict, where: str) -> Config:

@@ -17,6 +17,7 @@ setting may give.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from pathlib import Path
 
@@ -31,6 +32,8 @@ MAX_IMAGE_SIDE = 30_000
 geometry functions take at most 32,767 pixels a side)."""
 
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(LARGEST_MAX_PIXELS))  # before OpenCV loads
+# OpenCV's C++ warnings (a camera index that is not there, ...) would come before edge's own one-line error.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import numpy as np  # noqa: E402  (OpenCV is imported where it decodes: reading the config must not load it)
 
@@ -66,13 +69,18 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     path = Path(path)
     name = shown(path)
     try:
-        size = path.stat().st_size
+        status = path.stat()
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
     except OSError as exc:
         raise ImageError(f"{name}: cannot read ({exc.strerror or exc})") from None
-    if path.is_dir():
+    except ValueError:  # a NUL byte in the path (a pairs file or a folder listing can carry one)
+        raise ImageError(f"{name}: not a usable file name") from None
+    if stat.S_ISDIR(status.st_mode):
         raise ImageError(f"{name}: is a directory, not an image")
+    if not stat.S_ISREG(status.st_mode):  # a FIFO or a device would block or never end
+        raise ImageError(f"{name}: not a regular file")
+    size = status.st_size
     if size == 0:
         raise ImageError(f"{name}: empty file")
     if size > MAX_IMAGE_BYTES:

@@ -201,7 +201,9 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
         if config.button.pin is not None:
             stack.enter_context(EnrollButton(config.button, commands.start_from_button, loop.enrollment.cancel))
         stop = stack.enter_context(_stop_on_signals(loop))
-        replay = isinstance(source, FolderSource) or (isinstance(source, OpenCvSource) and source.is_file)
+        # A file or folder is played once; so is a camera when the run is to end with its source
+        # (--exit-at-end): one that cannot open or fails then ends the run instead of being retried.
+        replay = exit_at_end or isinstance(source, FolderSource) or (isinstance(source, OpenCvSource) and source.is_file)
         try:
             opened = stack.enter_context(source if replay else Reconnecting(source, publisher.publish_camera))
         except SourceError as exc:

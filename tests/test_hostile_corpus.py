@@ -34,6 +34,10 @@ ALWAYS = (
     "import:zip-encrypted-flag",
     "mqtt:command/remove:name-nul", "mqtt:command/enroll:junk", "mqtt:command/remove:huge-1MB",
     "retained:command/remove:{\"name\": \"obama\"}",
+    # What the first full runs found (benchmarks/results/hostile.txt); run:source-index-99 (a 90 s hang) stays
+    # in the benchmark only.
+    "pairs:nul-bytes", "validate:deep-dotted-key", "validate:dev-zero", "list:rows-swapped-for-dir",
+    "import:zip-bitflip-6", "import:zip-bomb-600MB", "import:dev-zero", "identify:rows-committed-flip-4330",
 )
 
 

@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING, Any
 from edge.adapters.commands import Command, CommandError, CommandOutcome, CommandVerifier, parse_command
 from edge.adapters.discovery import PAYLOAD_OFFLINE, PAYLOAD_ONLINE, Topics, discovery_messages
 from edge.adapters.settings import MqttSettings
-from edge.messages import EnrollmentMessage, Event, State, iso_time
+from edge.messages import EnrollmentMessage, Event, State
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho

@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gallery", type=Path, help="gallery directory (made by `edge gallery build`)")
     p.add_argument("--mqtt", metavar="URL", help="mqtt[s]://[user:password@]host[:port]; without it events go to stdout")
     p.add_argument("--device-id", help="names this door in MQTT topics and Home Assistant")
-    p.add_argument("--exit-at-end", action="store_true", help="stop when the source ends (files, folders)")
+    p.add_argument("--exit-at-end", action="store_true", help="stop when the source ends (files, folders); a camera that fails ends the run too")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:

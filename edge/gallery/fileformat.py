@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass
@@ -129,7 +130,11 @@ def map_file(path: Path, expected: Header, rows: int) -> mmap.mmap:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise CorruptGalleryError(f"{path}: missing") from None
+    except OSError as exc:
+        raise CorruptGalleryError(f"{path}: cannot open ({exc.strerror or exc})") from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CorruptGalleryError(f"{path}: not a regular file")
         header = Header.unpack(os.pread(fd, HEADER_SIZE, 0), path)
         if header != expected:
             raise CorruptGalleryError(f"{path}: header {header} does not match the metadata {expected}")

@@ -13,7 +13,9 @@ import io
 import json
 import math
 import os
+import stat
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +56,10 @@ def export_gallery(gallery: Gallery, target: Path) -> int:
 MAX_JSON_BYTES = 256 * 1024 * 1024
 MAX_NPY_BYTES = 1024 * 1024 * 1024
 """The largest gallery.json and embeddings.npy read from an export (millions of rows),
-checked as they are inflated: a small zip cannot make the reader take more."""
+checked as they are inflated: a small zip cannot make the reader take more. The
+embeddings are also held to what the metadata's rows need."""
+NPY_HEADER_BYTES = 4096
+"""Room for the .npy header above the vectors' own bytes (numpy writes 128 bytes or a few times that)."""
 
 UNIT_TOLERANCE = 1e-3
 """How far from 1 an imported vector's length may be (float32 rounding is ~1e-7)."""
@@ -69,14 +74,33 @@ def read_export(source: Path) -> tuple[dict, np.ndarray]:
     finiteness and unit length.
     """
     try:
+        if not stat.S_ISREG(os.stat(source).st_mode):  # a device never ends, a FIFO blocks
+            raise CorruptGalleryError(f"{source}: not a regular file")
         with zipfile.ZipFile(source) as archive:
-            meta = json.loads(_member(archive, "gallery.json", MAX_JSON_BYTES, source))
-            vectors = np.load(io.BytesIO(_member(archive, "embeddings.npy", MAX_NPY_BYTES, source)), allow_pickle=False)
+            meta = _checked_meta(json.loads(_member(archive, "gallery.json", MAX_JSON_BYTES, source)), source)
+            # The metadata says how many vectors there are: nothing larger is inflated.
+            expected = len(meta["rows"]) * meta["dim"] * 4 + NPY_HEADER_BYTES
+            vectors = np.load(io.BytesIO(_member(archive, "embeddings.npy", min(expected, MAX_NPY_BYTES), source)),
+                              allow_pickle=False)
     except CorruptGalleryError:
         raise
     except (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
-            zipfile.LargeZipFile) as exc:  # not a zip, encrypted, odd compression, bad JSON or .npy
+            zipfile.LargeZipFile, zlib.error) as exc:  # not a zip, encrypted, damaged, bad JSON or .npy
         raise CorruptGalleryError(f"{source}: not a gallery export ({_one_line(exc)})") from None
+    rows, dim = meta["rows"], meta["dim"]
+    if vectors.dtype != np.float32 or vectors.ndim != 2 or len(vectors) != len(rows) or vectors.shape[1] != dim:
+        raise CorruptGalleryError(f"{source}: embeddings {vectors.dtype} {vectors.shape} do not match its {len(rows)} rows of dim {dim}")
+    if not np.isfinite(vectors).all():
+        raise CorruptGalleryError(f"{source}: embeddings hold NaN or infinite values")
+    lengths = np.linalg.norm(vectors, axis=1)
+    off = np.flatnonzero(np.abs(lengths - 1.0) > UNIT_TOLERANCE)
+    if off.size:
+        raise CorruptGalleryError(f"{source}: embedding of row {int(off[0])} has length {lengths[off[0]]:.4g}, not 1")
+    return meta, vectors
+
+
+def _checked_meta(meta: object, source: Path) -> dict:
+    """The export's metadata with every field and name checked (rows replaced by their checked form)."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise CorruptGalleryError(f"{source}: not a gallery export of format {FORMAT} v{VERSION}")
     if not isinstance(meta.get("model_id"), str) or not meta["model_id"]:
@@ -87,16 +111,7 @@ def read_export(source: Path) -> tuple[dict, np.ndarray]:
     rows = meta.get("rows")
     if not isinstance(rows, list):
         raise CorruptGalleryError(f"{source}: 'rows' is not a list")
-    meta["rows"] = [_checked_row(row, i, source) for i, row in enumerate(rows)]
-    if vectors.dtype != np.float32 or vectors.ndim != 2 or len(vectors) != len(rows) or vectors.shape[1] != dim:
-        raise CorruptGalleryError(f"{source}: embeddings {vectors.dtype} {vectors.shape} do not match its {len(rows)} rows of dim {dim}")
-    if not np.isfinite(vectors).all():
-        raise CorruptGalleryError(f"{source}: embeddings hold NaN or infinite values")
-    lengths = np.linalg.norm(vectors, axis=1)
-    off = np.flatnonzero(np.abs(lengths - 1.0) > UNIT_TOLERANCE)
-    if off.size:
-        raise CorruptGalleryError(f"{source}: embedding of row {int(off[0])} has length {lengths[off[0]]:.4g}, not 1")
-    return meta, vectors
+    return {**meta, "rows": [_checked_row(row, i, source) for i, row in enumerate(rows)]}
 
 
 def _member(archive: zipfile.ZipFile, name: str, limit: int, source: Path) -> bytes:

@@ -153,7 +153,7 @@ def _resolve(value: str | bytes, places: dict[bytes, bytes]) -> bytes:
 def prepare(case: Case, fixtures: Fixtures, case_dir: Path) -> list[bytes]:
     """Write the case's files, copy and damage its gallery; the resolved argv."""
     places = fixtures.places(case_dir)
-    case_dir.mkdir(parents=True)
+    case_dir.mkdir(parents=True, exist_ok=True)
     for rel, content in case.files:
         target = os.path.join(os.fsencode(case_dir), rel if isinstance(rel, bytes) else os.fsencode(rel))
         os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -308,11 +308,8 @@ def obama_rows(fixtures: Fixtures, gallery: Path, cwd: Path) -> int | None:
 
 
 def run_cli_case(case: Case, fixtures: Fixtures, work: Path) -> Result:
-    case_dir = work / re.sub(r"[^\w.-]+", "_", case.name)[:80]
-    n = 0
-    while case_dir.exists():
-        n += 1
-        case_dir = case_dir.with_name(case_dir.name + f"_{n}")
+    # mkdtemp: unique even when two names sanitize alike on two threads at once.
+    case_dir = Path(tempfile.mkdtemp(prefix=re.sub(r"[^\w.-]+", "_", case.name)[:80] + "-", dir=work))
     try:
         argv = prepare(case, fixtures, case_dir)
     except OSError as exc:
