@@ -889,7 +889,10 @@ GENERATORS = {"images": images, "pairs": pairs, "configs": configs, "gallery": g
 
 
 BOMB_WORDS = ("bomb", "huge", "dev-zero", "zero.jpg", "many-", "deep-", "1MB", "16MB", "20MB", "30000", "65535",
-              "2^31", "declared-4GB", "12000", "64KB", "extended-1GB")
+              "2^31", "declared-4GB", "12000", "64KB")
+# Not a bomb: "rows-extended-1GB-sparse" (a rows file grown by a sparse GB past its committed rows).
+# It is mapped, never read, and its commands peak at their normal cost (identify 552 MiB against 545
+# on the intact gallery, gallery add 659 against 672), which is above 500 MiB with or without it.
 
 
 def _is_bomb(case: Case) -> bool:
