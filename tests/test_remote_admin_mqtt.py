@@ -17,7 +17,7 @@ import pytest
 paho = pytest.importorskip("paho.mqtt.client")
 
 from broker import TIMEOUT, Mosquitto, Observer, mosquitto_binary  # noqa: E402
-from test_remote_admin import MODEL, handler, identities, unit_rows  # noqa: E402
+from test_remote_admin import MODEL, gallery_path, handler, identities, unit_rows  # noqa: E402,F401 (gallery_path: a fixture)
 
 from edge.adapters.mqtt import MqttLink  # noqa: E402
 from edge.adapters.settings import MqttSettings  # noqa: E402
@@ -36,15 +36,6 @@ REPO = Path(__file__).resolve().parents[1]
 def mosquitto(tmp_path):
     with Mosquitto(mosquitto_binary(), tmp_path / "broker") as broker:
         yield broker
-
-
-@pytest.fixture
-def gallery_path(tmp_path):
-    path = tmp_path / "g"
-    with Gallery.create(path, MODEL) as gallery:
-        gallery.append(unit_rows(3, 1), ["raj"] * 3, ["raj.jpg"] * 3)
-        gallery.append(unit_rows(2, 2), ["amy"] * 2, ["amy.jpg"] * 2)
-    return path
 
 
 @pytest.fixture
