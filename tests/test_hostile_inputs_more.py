@@ -101,3 +101,15 @@ def test_run_to_the_end_with_a_camera_that_is_not_there_ends_in_one_line(tmp_pat
     Gallery.create(tmp_path / "g", embedding_model_id(RecognitionSettings())).close()
     assert main(["run", "--source", "99", "--gallery", str(tmp_path / "g"), "--exit-at-end"]) == 2
     assert capsys.readouterr().err.strip() == "edge: cannot open video source '99'"
+
+
+def test_check_repair_removes_what_a_killed_build_left(tmp_path, capsys):
+    from edge.gallery.store import Gallery
+
+    Gallery.create(tmp_path / "g", "m").close()
+    leftover = tmp_path / ".g.building-999999999-abcd1234"  # no such process
+    Gallery.create(leftover, "m").close()
+    assert main(["gallery", "check", str(tmp_path / "g"), "--repair", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert not leftover.exists() and "removed" in captured.err and "left by a killed build" in captured.err
+    assert json.loads(captured.out)["ok"] is True

@@ -74,6 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     check = actions.add_parser("check", help="verify a gallery's integrity (every row: checksum, length)")
     check.add_argument("gallery", type=Path, nargs="?", metavar="GALLERY", help="default: [gallery] path in the config")
     check.add_argument("--json", action="store_true", help="print JSON")
+    check.add_argument("--repair", action="store_true",
+                       help="first remove what killed builds of this gallery left beside it (.NAME.building-*)")
     check.set_defaults(handler=_check)
 
 
@@ -266,6 +268,14 @@ def _check(args: argparse.Namespace, config: Config) -> int:
     from edge.gallery.store import Gallery
 
     path = gallery_path(args.gallery, config)
+    if args.repair:
+        from edge.enrollment.dataset import remove_leftovers
+
+        removed, running = remove_leftovers(path)
+        for leftover in removed:  # stderr: stdout stays one JSON object with --json
+            print(f"removed {shown(leftover)} (left by a killed build)", file=sys.stderr)
+        for build in running:
+            print(f"left {shown(build)} alone: its build is still running", file=sys.stderr)
     excluded = ()
     try:
         gallery = Gallery.open(path)

@@ -259,7 +259,7 @@ def build_gallery(
     gallery_path = Path(gallery_path)
     if gallery_path.exists() or gallery_path.is_symlink():
         raise GalleryError(f"{shown(gallery_path)} already exists; choose a new path or remove it first")
-    running = remove_leftovers(gallery_path)
+    _, running = remove_leftovers(gallery_path)
     if running:
         raise GalleryError(f"{shown(gallery_path)} is being built by process {_owner(running[0])} "
                            f"(if it is not, remove {shown(running[0])})")
@@ -299,11 +299,14 @@ BUILDING = ".building-"
 """Between a gallery's name and the builder's process id in the name of a gallery being built."""
 
 
-def remove_leftovers(gallery_path: Path) -> list[Path]:
+def remove_leftovers(gallery_path: Path) -> tuple[list[Path], list[Path]]:
     """Remove the temporary galleries of builds of ``gallery_path`` that were
-    killed (their process is gone, or they predate the process id in the name);
-    the temporary galleries of the builds still running."""
-    running = []
+    killed (their process is gone, or they predate the process id in the name).
+
+    Returns (removed, running): what was removed, and the temporary galleries
+    of builds still running (left alone)."""
+    removed: list[Path] = []
+    running: list[Path] = []
     prefix = f".{gallery_path.name}{BUILDING}"  # and "." + prefix: one killed while Gallery.create made it
     try:
         entries = list(gallery_path.parent.iterdir())
@@ -321,7 +324,8 @@ def remove_leftovers(gallery_path: Path) -> list[Path]:
             remove_tree(entry)
         except OSError:
             continue
-    return running
+        removed.append(entry)
+    return removed, running
 
 
 def _owner(temporary: Path) -> int | None:
