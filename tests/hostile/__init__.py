@@ -8,7 +8,7 @@
 ``generate`` yields frozen ``Case`` values (family, name, the edge command
 line, the files it needs, what counts as correct); ``runner`` runs each as a
 subprocess (``python -m edge.cli``) with a timeout, measures its peak RSS
-with ``os.wait4`` and judges it. The MQTT family runs against one door
+(its VmHWM) and judges it. The MQTT family runs against one door
 process and a real Mosquitto. ``benchmarks/hostile.py`` runs the whole
 corpus; ``tests/test_hostile_corpus.py`` a bounded subset.
 """

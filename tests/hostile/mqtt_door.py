@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 
 from hostile.generate import Case
-from hostile.runner import Fixtures, Result, _rss_mib, _traceback_summary, obama_rows
+from hostile.runner import Fixtures, Result, _peak_rss_mib, _traceback_summary, obama_rows
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
@@ -118,36 +118,28 @@ class _Door:
         return self.process is not None and self.process.poll() is None
 
     def stop(self) -> float:
-        """Stop the door (SIGTERM, then SIGKILL); its peak RSS in MiB."""
+        """Stop the door (SIGTERM, then SIGKILL); its peak RSS in MiB (VmHWM, read just before)."""
         if self.process is None:
             return 0.0
+        peak = self.hwm()
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
-        usage = None
         while time.monotonic() < deadline:
-            pid, status, usage = os.wait4(self.process.pid, os.WNOHANG)
+            pid, status, _ = os.wait4(self.process.pid, os.WNOHANG)
             if pid == self.process.pid:
                 self.process.returncode = os.waitstatus_to_exitcode(status)
                 break
             time.sleep(0.05)
         else:
             os.killpg(self.process.pid, signal.SIGKILL)
-            _, status, usage = os.wait4(self.process.pid, 0)
+            _, status, _ = os.wait4(self.process.pid, 0)
             self.process.returncode = os.waitstatus_to_exitcode(status)
         self.process = None
-        return usage.ru_maxrss / 1024 if usage else 0.0
+        return peak
 
     def hwm(self) -> float:
-        if self.process is None:
-            return 0.0
-        try:
-            for line in open(f"/proc/{self.process.pid}/status", "rb"):
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return _rss_mib(self.process.pid)
+        return 0.0 if self.process is None else _peak_rss_mib(self.process.pid)
 
     def stderr_tail(self, offset: int) -> bytes:
         data = self.log.read_bytes() if self.log.exists() else b""
