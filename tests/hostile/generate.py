@@ -711,20 +711,12 @@ def _deflate_bomb_zip(size: int) -> bytes:
 def _patched_sizes(data: bytes, declared: int) -> bytes:
     """A zip with every declared uncompressed size replaced by ``declared`` (a lying header)."""
     out = bytearray(data)
-    i = 0
-    while True:
-        i = out.find(b"PK\x03\x04", i)
-        if i < 0:
-            break
-        struct.pack_into("<I", out, i + 22, declared)
-        i += 4
-    i = 0
-    while True:
-        i = out.find(b"PK\x01\x02", i)
-        if i < 0:
-            break
-        struct.pack_into("<I", out, i + 24, declared)
-        i += 4
+    # Local file headers keep the uncompressed size at +22, central directory entries at +24.
+    for signature, field in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        i = out.find(signature)
+        while i >= 0:
+            struct.pack_into("<I", out, i + field, declared)
+            i = out.find(signature, i + 4)
     return bytes(out)
 
 
