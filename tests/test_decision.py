@@ -1,8 +1,11 @@
 """edge.door.decision: per-track recognized/unknown events from recognition attempts."""
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
-from edge.door.decision import Attempt, Decision, DecisionMaker
+from edge.door.decision import Attempt, Decision, DecisionMaker, Split
 from edge.door.settings import DecisionSettings
 from edge.faces import BBox
 
@@ -14,8 +17,30 @@ def attempt(track, name, similarity, t, box=FACE, sharpness=None):
 
 
 def feed(maker, attempts):
-    """The decisions the attempts trigger, in order (Nones dropped)."""
-    return [d for d in (maker.observe(a) for a in attempts) if d is not None]
+    """The decisions the attempts trigger, in order, as the door loop takes them: a Split moves
+    the rest of its track's attempts to a new track (id + 100)."""
+    made, moved = [], {}
+    for a in attempts:
+        track = moved.get(a.track_id, a.track_id)
+        outcome = maker.observe(replace(a, track_id=track))
+        if isinstance(outcome, Split):
+            moved[a.track_id] = track + 100
+            made += maker.split(outcome, track + 100)
+        elif outcome is not None:
+            made.append(outcome)
+    return made
+
+
+def face(seed):
+    """A unit embedding; different seeds are different people (near-orthogonal in 128 dimensions)."""
+    vector = np.random.default_rng(seed).standard_normal(128).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def near(seed, amount=0.3, jitter=1):
+    """The face of ``seed`` seen again: a little different."""
+    vector = face(seed) + amount * face(1000 * seed + jitter)
+    return vector / np.linalg.norm(vector)
 
 
 def test_a_steady_known_face_is_recognized_once_after_min_agreeing_attempts():
@@ -81,21 +106,75 @@ def test_attempts_between_the_thresholds_count_for_nobody():
     assert feed(maker, [attempt(1, "alice", 0.30, i) for i in range(20)]) == []
 
 
-def test_an_unknown_track_can_still_be_recognized():
+def test_an_unknown_track_that_matches_someone_is_split_and_they_are_recognized_on_their_own_track():
     maker = DecisionMaker(DecisionSettings(), 0.36)
     strangers = [attempt(1, "alice", 0.1, i) for i in range(4)]
     known = [attempt(1, "alice", 0.6, 4 + i) for i in range(3)]
-    assert [d.event_type for d in feed(maker, strangers + known)] == ["unknown", "recognized"]
+    assert [(d.event_type, d.track_id) for d in feed(maker, strangers + known)] == [("unknown", 1), ("recognized", 101)]
     assert maker.present(10.0) == ["alice"]
 
 
-def test_a_recognized_track_never_flips_to_unknown():
+def test_a_recognized_track_whose_face_stops_matching_is_split_and_the_newcomer_decided_alone():
     maker = DecisionMaker(DecisionSettings(), 0.36)
     known = [attempt(1, "alice", 0.6, i) for i in range(3)]
     strangers = [attempt(1, "alice", 0.1, 3 + i) for i in range(10)]
     others = [attempt(1, "bob", 0.9, 13 + i) for i in range(5)]
-    assert [d.event_type for d in feed(maker, known + strangers + others)] == ["recognized"]
-    assert maker.present(20.0) == ["alice"]
+    events = feed(maker, known + strangers)
+    assert [(d.event_type, d.name, d.track_id, d.timestamp) for d in events] == [
+        ("recognized", "alice", 1, 2), ("unknown", None, 101, 6)]  # split after 2, unknown after 4 strangers
+    assert maker.present(14.0) == []  # alice's presence ended with the split
+    events = feed(maker, [replace(a, track_id=101) for a in others])
+    assert [(d.event_type, d.name, d.track_id) for d in events] == [("recognized", "bob", 201)]
+    assert maker.present(20.0) == ["bob"]
+
+
+def test_one_bad_frame_does_not_split_a_track():
+    maker = DecisionMaker(DecisionSettings(split_after=2), 0.36)
+    good = [attempt(1, "alice", 0.6, i) for i in range(3)]
+    flicker = [attempt(1, "alice", 0.1 if i % 2 else 0.6, 3 + i) for i in range(21)]
+    assert [d.name for d in feed(maker, good + flicker)] == ["alice"]
+    assert maker.present(30.0) == ["alice"] and maker.settled(1)
+
+
+def test_a_track_in_doubt_is_not_settled():
+    maker = DecisionMaker(DecisionSettings(split_after=3), 0.36)
+    assert not maker.settled(1)
+    feed(maker, [attempt(1, "alice", 0.6, i) for i in range(3)])
+    assert maker.settled(1)
+    assert maker.observe(attempt(1, "alice", 0.1, 3)) is None
+    assert not maker.settled(1) and maker.present(3.0) == ["alice"]  # in doubt, still present
+    maker.observe(attempt(1, "alice", 0.6, 4))
+    assert maker.settled(1)
+
+
+def test_someone_else_matching_better_by_the_margin_splits_a_look_alike_within_it_does_not():
+    maker = DecisionMaker(DecisionSettings(split_margin=0.1), 0.36)
+    feed(maker, [attempt(1, "alice", 0.6, i) for i in range(3)])
+    within = [Attempt(1, FACE, "bea", 0.55, None, 3 + i, others=(("alice", 0.5),)) for i in range(5)]
+    assert feed(maker, within) == [] and maker.present(9.0) == ["alice"]
+    beyond = [Attempt(1, FACE, "bea", 0.7, None, 9 + i, others=(("alice", 0.5),)) for i in range(3)]
+    (event,) = feed(maker, beyond)
+    assert (event.name, event.track_id) == ("bea", 101) and maker.present(12.0) == ["bea"]
+
+
+def test_a_second_stranger_in_a_strangers_place_is_split_by_their_face_and_announced():
+    maker = DecisionMaker(DecisionSettings(), 0.36)
+    first = [Attempt(1, FACE, "alice", 0.05, None, i, embedding=near(1, jitter=i)) for i in range(6)]
+    second = [Attempt(1, FACE, "alice", 0.05, None, 6 + i, embedding=near(2, jitter=i)) for i in range(6)]
+    events = feed(maker, first + second)
+    assert [(d.event_type, d.track_id, d.timestamp) for d in events] == [("unknown", 1, 3), ("unknown", 101, 9)]
+
+
+def test_the_same_face_from_another_angle_stays_on_its_track():
+    maker = DecisionMaker(DecisionSettings(), 0.36)
+    same = [Attempt(1, FACE, "alice", 0.6, None, i, embedding=near(1, amount=0.8, jitter=i)) for i in range(20)]
+    assert [d.track_id for d in feed(maker, same)] == [1]
+
+
+def test_similarity_to_someone_not_found_is_bounded_by_the_last_found():
+    a = Attempt(1, FACE, "bea", 0.7, None, 0.0, others=(("carl", 0.2),))
+    assert a.similarity_to("bea") == 0.7 and a.similarity_to("carl") == 0.2 and a.similarity_to("alice") == 0.2
+    assert Attempt(1, FACE, None, -1.0, None, 0.0).similarity_to("alice") == -1.0
 
 
 def test_a_returning_person_within_cooldown_is_not_announced_again():
@@ -163,6 +242,7 @@ def test_defaults():
     assert s.unknown_threshold == 0.30
     assert (s.window, s.min_agreeing, s.min_unknown) == (5, 3, 4)
     assert (s.cooldown, s.min_face_size, s.min_sharpness) == (60.0, 60.0, 0.0)
+    assert (s.split_after, s.split_margin) == (2, 0.1)
 
 
 @pytest.mark.parametrize(
@@ -180,6 +260,8 @@ def test_defaults():
         {"cooldown": float("inf")},
         {"min_face_size": -5.0},
         {"min_sharpness": float("nan")},
+        {"split_after": 0},
+        {"split_margin": -0.1},
     ],
 )
 def test_bad_settings_are_refused(kwargs):

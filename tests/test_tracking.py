@@ -79,8 +79,63 @@ def test_ids_are_never_reused():
     assert got == [1, 2, 3, 4, 5]
 
 
+def abrupt(step):
+    return [track.abrupt for track in step.current]
+
+
+def test_walking_is_not_abrupt():
+    tracker = Tracker(TrackerSettings())
+    steps = [tracker.update([box(100 + 8 * i, 50, side=100 + 3 * i)], now=0.1 * i) for i in range(20)]
+    assert [abrupt(step) for step in steps] == [[False]] * 20
+
+
+def test_a_face_that_reappears_after_missed_detections_is_abrupt():
+    tracker = Tracker(TrackerSettings(lost_frames=1))
+    tracker.update([box(0, 0)], now=0.0)
+    tracker.update([], now=0.1)
+    assert abrupt(tracker.update([box(0, 0)], now=0.2)) == [False]  # one miss: allowed by lost_frames=1
+    tracker.update([], now=0.3)
+    tracker.update([], now=0.4)
+    step = tracker.update([box(0, 0)], now=0.5)
+    assert ids(step) == [1] and abrupt(step) == [True]
+    assert abrupt(tracker.update([box(0, 0)], now=0.6)) == [False]  # only on the sighting after the loss
+    assert tracker.live[0].missed == 0
+
+
+def test_by_default_any_missed_detection_makes_the_next_sighting_abrupt():
+    tracker = Tracker(TrackerSettings())
+    tracker.update([box(0, 0)], now=0.0)
+    tracker.update([], now=0.1)
+    assert tracker.live[0].missed == 1
+    assert abrupt(tracker.update([box(0, 0)], now=0.2)) == [True]
+
+
+@pytest.mark.parametrize("new, expected", [
+    (box(0, 0, side=125), False),   # 1.25x: within scale_jump 1.3
+    (box(0, 0, side=140), True),    # 1.4x larger
+    (box(10, 10, side=70), True),   # 1.43x smaller
+    (box(45, 0), False),            # moved 0.45 face sizes (IoU 0.38)
+    (box(52, 0), True),             # moved 0.52 face sizes (IoU 0.32)
+])
+def test_a_size_or_position_jump_is_abrupt(new, expected):
+    tracker = Tracker(TrackerSettings(iou=0.3, scale_jump=1.3, jump=0.5))
+    tracker.update([box(0, 0)], now=0.0)
+    step = tracker.update([new], now=0.1)
+    assert ids(step) == [1] and abrupt(step) == [expected]
+
+
+def test_split_gives_the_face_a_new_id_and_ends_the_old_track():
+    tracker = Tracker(TrackerSettings())
+    tracker.update([box(0, 0), box(300, 0)], now=0.0)
+    track = tracker.split(1, now=0.5)
+    assert (track.track_id, track.box, track.first_seen) == (3, box(0, 0), 0.5)
+    assert [t.track_id for t in tracker.live] == [2, 3]
+    assert ids(tracker.update([box(2, 0), box(300, 0)], now=0.6)) == [3, 2]
+
+
 @pytest.mark.parametrize("kwargs", [{"iou": 0.0}, {"iou": 1.5}, {"gap": -1.0},
-                                    {"gap": float("inf")}, {"iou": float("nan")}])
+                                    {"gap": float("inf")}, {"iou": float("nan")},
+                                    {"lost_frames": -1}, {"scale_jump": 1.0}, {"jump": 0.0}])
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         TrackerSettings(**kwargs)

@@ -1,8 +1,11 @@
 """Who is at the door: turns per-frame recognition attempts into a few events.
 
     maker = DecisionMaker(DecisionSettings(), match_threshold=MATCH_THRESHOLD)
-    decision = maker.observe(Attempt(track_id, box, name, similarity, sharpness, now))
-    if decision: publish(decision)          # 'recognized' or 'unknown', at most once per visit
+    outcome = maker.observe(Attempt(track_id, box, name, similarity, sharpness, now, ...))
+    if isinstance(outcome, Decision): publish(outcome)   # 'recognized' or 'unknown', once per visit
+    if isinstance(outcome, Split):                       # someone else took this track's place
+        decisions = maker.split(outcome, new_track_id)   # their own track and decision
+    maker.settled(track_id)                 # announced and not in doubt: match it only now and then
     maker.forget(track_id)                  # when the tracker ends the track
     maker.present(now)                      # names recognized on live tracks
 
@@ -13,20 +16,33 @@ One attempt is one face of one tracked person matched against the gallery.
 Per track the last ``window`` usable attempts are kept; a face too small or
 too blurred is not usable and is ignored. A track is **recognized** once
 ``min_agreeing`` of them name the same person with a match
-(edge.similarity.is_match with ``match_threshold``), and **unknown** once ``min_unknown`` of them are
-below ``unknown_threshold`` (attempts in between count for neither).
-A recognized track stays recognized; an unknown one can still become
-recognized later. Events are announced at most once per visit: a track
-announces each outcome once, and a person's name is not announced again
-within ``cooldown`` seconds of their last event, even on a new track.
+(edge.similarity.is_match with ``match_threshold``), and **unknown** once
+``min_unknown`` of them are below ``unknown_threshold`` (attempts in
+between count for neither). Events are announced at most once per visit: a
+track announces once, and a person's name is not announced again within
+``cooldown`` seconds of their last event, even on a new track.
+
+A track is one person. Each attempt is also compared with the track's own
+earlier faces (their embeddings), and with what was announced for it: an
+attempt **disagrees** when its face is not like the track's recent faces
+(cosine similarity below ``unknown_threshold`` to every one of them), when
+a recognized person's similarity falls below ``unknown_threshold`` or
+someone else matches better by ``split_margin``, or when a track announced
+unknown now matches someone. A disagreeing attempt puts the track in doubt
+and does not vote; ``split_after`` of them in a row end in a Split: the
+track's person has left (their presence ends), and the face gets a new
+track whose decision starts from the disagreeing attempts. One attempt that
+agrees again ends the doubt (it was a bad frame).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal
+
+import numpy as np
 
 from edge.door.settings import DecisionSettings
 from edge.faces import BBox
@@ -44,6 +60,10 @@ class Attempt:
     sharpness: variance of the Laplacian of the face crop, or None if not measured
         (an unmeasured face passes the sharpness check).
     time: seconds on the caller's clock.
+    others: the next most similar enrolled people after ``name``, best first, with
+        their similarities (the search's runners-up).
+    embedding: the face's unit embedding, or None when not known (then the face
+        is not compared with the track's earlier faces).
     """
 
     track_id: int
@@ -52,6 +72,20 @@ class Attempt:
     similarity: float
     sharpness: float | None
     time: float
+    others: tuple[tuple[str, float], ...] = ()
+    embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def similarity_to(self, person: str) -> float:
+        """This face's similarity to ``person``, or a bound above it when they were not among those found.
+
+        A search returns the most similar people, so anyone not listed is at
+        most as similar as the last one listed; -1 when nobody was found.
+        """
+        found = [(self.name, self.similarity), *self.others] if self.name is not None else []
+        for name, similarity in found:
+            if name == person:
+                return similarity
+        return min((similarity for _, similarity in found), default=-1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +94,7 @@ class Decision:
 
     name: the person for 'recognized', None for 'unknown'.
     similarity: for 'recognized' the best of the agreeing attempts; for 'unknown'
-        the best similarity the track's usable attempts ever reached.
+        the best similarity the track's usable attempts reached.
     box: the deciding attempt's box; timestamp: its time (seconds).
     """
 
@@ -73,6 +107,19 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
+class Split:
+    """The face on ``track_id`` is no longer the person announced for it.
+
+    was: who the track had been announced as (None for unknown or undecided);
+    attempts: the disagreeing attempts, oldest first: the newcomer's.
+    """
+
+    track_id: int
+    was: str | None
+    attempts: tuple[Attempt, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class _Vote:
     accepted: str | None  # the person this attempt counts for, if any
     stranger: bool
@@ -82,9 +129,15 @@ class _Vote:
 @dataclass(slots=True)
 class _TrackState:
     votes: deque[_Vote]
+    faces: deque[np.ndarray]  # embeddings of the track's recent agreeing attempts
     best_similarity: float = -math.inf
     recognized: str | None = None
     announced_unknown: bool = False
+    doubts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def announced(self) -> bool:
+        return self.recognized is not None or self.announced_unknown
 
 
 class DecisionMaker:
@@ -97,30 +150,54 @@ class DecisionMaker:
         self._tracks: dict[int, _TrackState] = {}
         self._last_event: dict[str, float] = {}  # name -> time of their last 'recognized' event
 
-    def observe(self, attempt: Attempt) -> Decision | None:
-        """Count one attempt; the event it triggers, if any (None for unusable faces)."""
+    def observe(self, attempt: Attempt) -> Decision | Split | None:
+        """Count one attempt: the event it triggers, a Split, or None (also for unusable faces)."""
         if not self._usable(attempt):
             return None
         s = self.settings
         state = self._tracks.get(attempt.track_id)
         if state is None:
-            state = self._tracks[attempt.track_id] = _TrackState(deque(maxlen=s.window))
+            state = self._tracks[attempt.track_id] = _TrackState(deque(maxlen=s.window), deque(maxlen=s.window))
+        if self._disagrees(state, attempt):
+            state.doubts.append(attempt)
+            if len(state.doubts) >= s.split_after:
+                return Split(attempt.track_id, state.recognized, tuple(state.doubts))
+            return None
+        state.doubts.clear()
+        if attempt.embedding is not None:
+            state.faces.append(attempt.embedding)
         accepted = attempt.name if attempt.name is not None and is_match(attempt.similarity, self.match_threshold) else None
         stranger = attempt.name is None or attempt.similarity < s.unknown_threshold
         state.votes.append(_Vote(accepted, stranger, attempt.similarity))
         state.best_similarity = max(state.best_similarity, attempt.similarity)
 
-        if state.recognized is not None:
-            return None  # decided for good: no flip to unknown, no second name
+        if state.announced:
+            return None  # decided: later attempts only watch that it is still the same person
         if accepted is not None:
             agreeing = [v.similarity for v in state.votes if v.accepted == accepted]
             if len(agreeing) >= s.min_agreeing:
                 state.recognized = accepted
                 return self._announce_recognized(attempt, accepted, max(agreeing))
-        if not state.announced_unknown and sum(v.stranger for v in state.votes) >= s.min_unknown:
+        if sum(v.stranger for v in state.votes) >= s.min_unknown:
             state.announced_unknown = True
             return Decision("unknown", None, state.best_similarity, attempt.track_id, attempt.box, attempt.time)
         return None
+
+    def split(self, split: Split, new_track_id: int) -> list[Decision]:
+        """End the split track (its person's presence ends) and start ``new_track_id`` from its
+        disagreeing attempts; the events those already decide (at most one, in practice)."""
+        self.forget(split.track_id)
+        made = []
+        for attempt in split.attempts:
+            outcome = self.observe(replace(attempt, track_id=new_track_id))
+            if isinstance(outcome, Decision):
+                made.append(outcome)
+        return made
+
+    def settled(self, track_id: int) -> bool:
+        """Whether the track is announced and not in doubt (its face needs only an occasional check)."""
+        state = self._tracks.get(track_id)
+        return state is not None and state.announced and not state.doubts
 
     def forget(self, track_id: int) -> None:
         """Drop an ended track (its name's cooldown is kept); unknown ids are ignored."""
@@ -133,6 +210,20 @@ class DecisionMaker:
         """
         self._last_event = {n: t for n, t in self._last_event.items() if now - t < self.settings.cooldown}
         return sorted({state.recognized for state in self._tracks.values() if state.recognized is not None})
+
+    def _disagrees(self, state: _TrackState, attempt: Attempt) -> bool:
+        """Whether this attempt says the track's face is not the person it has been."""
+        s = self.settings
+        if attempt.embedding is not None and state.faces:
+            likeness = max(float(np.dot(face, attempt.embedding)) for face in state.faces)
+            if likeness < s.unknown_threshold:
+                return True
+        matched = attempt.name is not None and bool(is_match(attempt.similarity, self.match_threshold))
+        if state.recognized is not None:
+            own = attempt.similarity_to(state.recognized)
+            someone_else = matched and attempt.name != state.recognized and attempt.similarity - own >= s.split_margin
+            return own < s.unknown_threshold or someone_else
+        return state.announced_unknown and matched
 
     def _usable(self, attempt: Attempt) -> bool:
         s = self.settings

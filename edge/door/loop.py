@@ -5,10 +5,15 @@
         loop.run(source)               # until the source ends or stop() is called
 
 Per frame (faces are searched every ``detect_every``-th frame) each face
-continues or starts a track. A track that is not yet recognized has its face
+continues or starts a track. A track that is not yet decided has its face
 embedded and matched against the gallery (at most ``attempts_per_second``
 times a second), and the attempt goes to the decision stage, which turns a
-few agreeing attempts into one event per visit. The gallery is re-read when
+few agreeing attempts into one event per visit. A decided track is matched
+again every ``recheck`` seconds, at once when its face changed abruptly
+(the tracker's ``abrupt``), and at the full rate while in doubt: when the
+decision stage finds someone else has taken its place (a Split), the
+tracker gives the face a new track, the old person's presence ends and the
+newcomer gets their own decision and event. The gallery is re-read when
 another process enrolls someone (Gallery.view() notices), so the loop never
 needs a restart for a new person, and reopened when a rebuilt gallery takes
 its path's place.
@@ -31,9 +36,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from edge.door.decision import Attempt, Decision, DecisionMaker
+from edge.door.decision import Attempt, Decision, DecisionMaker, Split
 from edge.door.settings import LoopSettings
-from edge.door.tracking import Tracker
+from edge.door.tracking import Track, Tracker
 from edge.faces import Face
 from edge.frames import Frame, FrameSource
 from edge.gallery.errors import GalleryError
@@ -92,8 +97,6 @@ class DoorLoop:
         self.decisions = DecisionMaker(settings.decision, match_threshold)
         self._wall_clock = wall_clock
         self._last_attempt: dict[int, float] = {}
-        self._recognized: set[int] = set()
-        self._unknown: set[int] = set()
         self._present: tuple[str, ...] = ()
         self._last_person: str | None = None
         self._stop = threading.Event()
@@ -134,21 +137,17 @@ class DoorLoop:
         for track_id in step.ended:
             self.decisions.forget(track_id)
             self._last_attempt.pop(track_id, None)
-            self._recognized.discard(track_id)
-            self._unknown.discard(track_id)
-        due = [(face, track.track_id) for face, track in zip(faces, step.current) if self._due(track.track_id, frame.time)]
+        due = [(face, track.track_id) for face, track in zip(faces, step.current) if self._due(track, frame.time)]
         made = []
         for attempt in self._attempts(frame, due):
-            decision = self.decisions.observe(attempt)
-            if decision is None:
-                continue
-            made.append(decision)
+            outcome = self.decisions.observe(attempt)
+            if isinstance(outcome, Split):
+                made += self._split(outcome, frame.time)
+            elif outcome is not None:
+                made.append(outcome)
+        for decision in made:
             if decision.event_type == "recognized":
-                self._recognized.add(decision.track_id)
-                self._unknown.discard(decision.track_id)
                 self._last_person = decision.name
-            else:
-                self._unknown.add(decision.track_id)
             self.publisher.publish_event(self.event(decision))
         self._refresh_gallery()  # also without faces: notice a deleted or replaced gallery
         self._publish_state(frame.time)
@@ -159,19 +158,25 @@ class DoorLoop:
         return Event(decision.event_type, decision.name, decision.similarity, decision.track_id,
                      self.device, self.camera, decision.box, self._wall_clock())
 
-    def _due(self, track_id: int, now: float) -> bool:
+    def _due(self, track: Track, now: float) -> bool:
         """Whether this track's face should be matched in this frame."""
-        if track_id in self._recognized:
-            return False
         interval = 1.0 / self.settings.attempts_per_second
-        if track_id in self._unknown:
-            interval = max(interval, self.settings.unknown_recheck)
-        last = self._last_attempt.get(track_id)
+        if self.decisions.settled(track.track_id):
+            interval = max(interval, self.settings.recheck)
+        last = self._last_attempt.get(track.track_id)
         # (a hair of tolerance, so that 10 attempts/s at 10 frames/s means every frame)
-        if last is not None and now - last < 0.999 * interval:
+        if not track.abrupt and last is not None and now - last < 0.999 * interval:
             return False
-        self._last_attempt[track_id] = now
+        self._last_attempt[track.track_id] = now
         return True
+
+    def _split(self, split: Split, now: float) -> list[Decision]:
+        """Someone else has taken a track's place: a new track for them, the old one ends."""
+        track = self.tracker.split(split.track_id, now)
+        self._last_attempt[track.track_id] = self._last_attempt.pop(split.track_id, now)
+        log.info("track %d (%s) is someone else now: track %d", split.track_id, split.was or "not recognized",
+                 track.track_id)
+        return self.decisions.split(split, track.track_id)
 
     def _attempts(self, frame: Frame, due: list[tuple[Face, int]]) -> list[Attempt]:
         """Embed the due faces in one batch and match them in one gallery pass."""
@@ -182,8 +187,9 @@ class DoorLoop:
         if usable:
             crops = self.engine.align(frame.image, usable)
             sharpness = [laplacian_variance(crop) for crop in crops]
+            embeddings = self.engine.embedder.embed(crops)
             try:
-                found = search(self.gallery, self.engine.embedder.embed(crops), k=1)
+                found = search(self.gallery, embeddings, k=2)  # the runner-up tells a look-alike apart
             except GalleryError as exc:  # unreadable now: nobody is recognized; the loop goes on
                 log.error("gallery search failed: %s", exc)
                 self._gallery_problem(GalleryProblem(str(exc)))
@@ -191,13 +197,15 @@ class DoorLoop:
             self._report_gallery()
         attempts, used = [], 0
         for face, track_id in due:
-            name, similarity, sharp = None, -1.0, None
-            if face.box.size >= min_size:
-                best, sharp = found[used], sharpness[used]
-                used += 1
-                if best:
-                    name, similarity = best[0].name, best[0].similarity
-            attempts.append(Attempt(track_id, face.box, name, similarity, sharp, frame.time))
+            if face.box.size < min_size:
+                attempts.append(Attempt(track_id, face.box, None, -1.0, None, frame.time))
+                continue
+            best = found[used]
+            name, similarity = (best[0].name, best[0].similarity) if best else (None, -1.0)
+            others = tuple((m.name, m.similarity) for m in best[1:])
+            attempts.append(Attempt(track_id, face.box, name, similarity, sharpness[used], frame.time,
+                                    others, embeddings[used]))
+            used += 1
         return attempts
 
     def _refresh_gallery(self) -> None:

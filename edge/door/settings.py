@@ -20,10 +20,19 @@ class TrackerSettings(Settings):
     iou: the least box overlap (intersection over union, 0..1] with a track's
     last box for a face to continue that track. gap: seconds a track may go
     unseen before it ends (the person left).
+
+    A continued face is re-checked (matched again at once) when it changed
+    abruptly: after more than ``lost_frames`` detection passes in a row
+    missed it, when its size (sqrt of box area) changed by more than a
+    factor ``scale_jump`` since the last sighting, or when its centre moved
+    by more than ``jump`` times its size since the last sighting.
     """
 
     iou: float = Field(0.3, gt=0.0, le=1.0, description="box overlap that continues a track")
     gap: float = Field(2.0, ge=0.0, le=60.0, description="seconds unseen before a person counts as gone")
+    lost_frames: int = Field(0, ge=0, le=1000, description="missed detections after which a face is re-checked")
+    scale_jump: float = Field(1.3, gt=1.0, le=10.0, description="size change between sightings that re-checks a face")
+    jump: float = Field(0.5, gt=0.0, le=10.0, description="centre shift, in face sizes, that re-checks a face")
 
 
 class DecisionSettings(Settings):
@@ -42,6 +51,15 @@ class DecisionSettings(Settings):
     min_face_size: pixels (sqrt of box area); smaller faces are not used for
     decisions (a door camera sees a visitor's face large). min_sharpness:
     variance of the Laplacian of the aligned crop; 0 turns the check off.
+
+    Once a track is announced its face is still matched now and then (see
+    LoopSettings.recheck). An attempt disagrees with a recognized person when
+    its similarity to them is below ``unknown_threshold``, or when another
+    enrolled person is a match and more similar than them by at least
+    ``split_margin``; with a track announced unknown, when it is a match for
+    someone. After ``split_after`` disagreeing attempts in a row the track is
+    split: the announced person has left, and the face gets a new track and
+    a decision of its own.
     """
 
     unknown_threshold: Similarity = Field(0.30, description="similarity below which an attempt counts as a stranger")
@@ -51,6 +69,8 @@ class DecisionSettings(Settings):
     cooldown: float = Field(60.0, ge=0.0, le=86400.0, description="seconds before the same person is announced again")
     min_face_size: float = Field(60.0, ge=0.0, le=2000.0, description="pixels; smaller faces are not used")
     min_sharpness: float = Field(0.0, ge=0.0, le=1e6, description="variance of the Laplacian; 0 = off")
+    split_after: Count = Field(2, ge=1, le=50, description="disagreeing attempts in a row that split a track")
+    split_margin: float = Field(0.1, ge=0.0, le=2.0, description="how much more similar someone else must be")
 
     @model_validator(mode="after")
     def _counts_fit_window(self) -> DecisionSettings:
@@ -73,15 +93,17 @@ class LoopSettings(Settings):
     device_id names the door in events, MQTT topics and Home Assistant;
     device_name is the name Home Assistant shows (default: device_id).
     detect_every: search for faces in every n-th frame. attempts_per_second:
-    most gallery matches per track per second of frame time. unknown_recheck:
-    seconds between matches of a track already announced unknown (it may
-    still turn out to be someone, e.g. after turning round).
+    most gallery matches per track per second of frame time. recheck:
+    seconds between matches of a track already announced (recognized or
+    unknown), to notice that someone else has taken its place; a face that
+    changed abruptly (TrackerSettings) is matched at once, and a track in
+    doubt at the full rate.
     """
 
     device_id: DeviceId = Field("door", description="names the door in topics and in Home Assistant")
     device_name: str | None = Field(None, min_length=1, max_length=100, description="the name Home Assistant shows")
     detect_every: int = Field(1, ge=1, le=30, description="search for faces in every n-th frame")
     attempts_per_second: float = Field(10.0, gt=0.0, le=60.0, description="most gallery matches per person per second")
-    unknown_recheck: float = Field(1.0, ge=0.0, le=60.0, description="seconds between matches of a face announced unknown")
+    recheck: float = Field(1.0, ge=0.0, le=60.0, description="seconds between matches of a face already announced")
     tracker: TrackerSettings = TrackerSettings()
     decision: DecisionSettings = DecisionSettings()
