@@ -1,31 +1,44 @@
-"""The door loop's throughput and latency, against recognizing every face in every frame.
+"""The door loop: throughput, latency, and whom it announces in a queue at the door.
 
-Scenes are made from the bundled photos (edge.demo): 640x480 frames in
-which an enrolled person (Obama) and then a stranger (Biden) walk past,
-with 1 or 3 copies of the visitor per frame, and empty frames between visits.
-Two ways of running the same frames, each in its own process (so peak RSS
-and CPU time are its own):
+Scenes (640x480 frames, frame times at 10 frames a second):
 
-- ``tracked``: edge.door.loop.DoorLoop (detect, track, match each track
-  until it is decided, decide once per visit);
-- ``every frame``: detect, align, embed and search every face of every frame
-  (what the classic webcam scripts do), no tracking or decision.
+- ``walk, N faces``: the bundled photos (edge.demo): an enrolled person
+  (Obama) and then a stranger (Biden) walk past, N copies side by side, 30
+  empty frames after each visit. Reported: frames per second of processing
+  (frames are fed as fast as they are processed), CPU use (process CPU
+  seconds per wall second; 2.0 = both cores busy), peak RSS, and the
+  latency from a visit's first frame to its event.
+- ``queue``: people from LFW (tests/scenes.py; enrolled from 3 photos each,
+  at the door with a 4th, and strangers) step one after another into the
+  same spot, each for 1-2 s, with 0.2-0.5 s of empty doorway between them.
+  Per person: right (exactly one event, and the right one: `recognized`
+  with their name, or `unknown` for a stranger), missed (no event), wrong
+  (an event naming someone else, or the wrong type), and the latency to
+  their event; and the frames in which ``present`` named someone not in
+  view, while someone else stood there (wrong) or with the doorway empty
+  (a person counts as present until ``gap`` seconds after their face was
+  last seen).
 
-Reported: frames per second of processing (frames are fed as fast as they
-are processed), CPU use (process CPU seconds per wall second; 2.0 = both
-cores busy), peak RSS (of the whole measuring process, which also builds
-the small gallery with an engine of its own), and for ``tracked`` the latency from the start of a
-visit's first frame to its event, in processing milliseconds and in frames
-(multiply by the camera's frame interval for the latency at a live camera).
+Ways of running the same frames, each in its own process:
 
-    .venv/bin/python benchmarks/door.py [--frames-per-visit 40] [--json out.json]
+- ``tracked``: edge.door.loop.DoorLoop at its default settings;
+- ``no recheck`` (walk only): the same with the identity watch off (announced
+  tracks never matched again, no abrupt-change checks): what re-checks cost;
+- ``every frame`` (walk only): detect, align, embed and search every face of
+  every frame (the classic webcam scripts), no tracking or decision;
+- with ``--before REV``, ``tracked`` again with the door code of git
+  revision REV (checked out into a temporary worktree), in the same run.
+
+    .venv/bin/python benchmarks/door.py [--before REV] [--people 14] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,17 +46,28 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+LFW = REPO.parent / "shared" / "data" / "lfw"
 
-from benchmarks.machine import environment, format_table, header  # noqa: E402
-
-MODES = ("tracked", "every frame")
+WALK_MODES = ("tracked", "no recheck", "every frame")
 
 
-def measure(mode: str, faces: int, frames_per_visit: int) -> dict:
+def queue_plan(lfw: Path, people: int, seed: int) -> list[dict]:
+    """Who comes, in which order, for how long: residents (4+ LFW photos) and strangers, about 4:3."""
+    rng = random.Random(seed)
+    counts = {d.name: sum(1 for _ in d.iterdir()) for d in sorted(lfw.iterdir()) if d.is_dir()}
+    residents = rng.sample(sorted(n for n, c in counts.items() if c >= 4), (people * 4 + 6) // 7)
+    strangers = rng.sample(sorted(n for n in counts if n not in residents), people - len(residents))
+    visitors = [{"name": n, "enrolled": True, "photo": 4} for n in residents]
+    visitors += [{"name": n, "enrolled": False, "photo": 1} for n in strangers]
+    rng.shuffle(visitors)
+    for visitor in visitors:
+        visitor["seconds"] = round(rng.uniform(1.0, 2.0), 1)
+        visitor["gap"] = round(rng.uniform(0.2, 0.5), 1)
+    return visitors
+
+
+def measure(scene: str, mode: str, faces: int, frames_per_visit: int, plan: list[dict] | None) -> dict:
     from edge import demo
-    from edge.adapters.camera import FolderSource
     from edge.config import Config
     from edge.door.loop import DoorLoop
     from edge.enrollment.dataset import build_gallery
@@ -52,26 +76,56 @@ def measure(mode: str, faces: int, frames_per_visit: int) -> dict:
     from edge.perception.engine import FaceEngine
 
     config = Config()
+    if mode == "no recheck":
+        door = config.door.model_copy(update={
+            "recheck": 60.0,
+            "tracker": config.door.tracker.model_copy(update={"lost_frames": 1000, "scale_jump": 10.0, "jump": 10.0}),
+        })
+    else:
+        door = config.door
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        build_gallery(demo.write_dataset(work / "people"), work / "gallery", config.recognition,
-                      dtype=config.gallery.dtype, workers=1, match_threshold=config.search.match_threshold)
-        frames_dir = demo.write_frames(work / "frames", frames_per_visit=frames_per_visit, faces_per_frame=faces)
-        visit_starts = [0, frames_per_visit + 30]  # demo.write_frames: each visit, then 30 empty frames
+        if scene == "queue":
+            import scenes
+
+            people = work / "people"
+            for visitor in plan:
+                if visitor["enrolled"]:
+                    (people / visitor["name"]).mkdir(parents=True)
+                    for number in (1, 2, 3):
+                        shutil.copy(LFW / visitor["name"] / f"{visitor['name']}_{number:04d}.jpg", people / visitor["name"])
+            queue = scenes.Scene()
+            for visitor in plan:
+                queue.step(visitor["seconds"], scenes.Walk(scenes.lfw_person(LFW, visitor["name"], visitor["photo"])))
+                queue.step(visitor["gap"])
+            queue.step(2.5)  # the last one leaves for good
+            frames = list(queue.frames())
+            starts = queue.starts()[:-1][::2]  # each visitor's first frame (a gap after each, the last one longer)
+            shots = queue.shots
+        else:
+            people = demo.write_dataset(work / "people")
+            frames_dir = demo.write_frames(work / "frames", frames_per_visit=frames_per_visit, faces_per_frame=faces)
+            from edge.adapters.camera import FolderSource
+
+            with FolderSource(frames_dir) as source:
+                frames = []
+                while (frame := source.read()) is not None:
+                    frames.append(frame)
+            starts = [0, frames_per_visit + 30]  # demo.write_frames: each visit, then 30 empty frames
+        build_gallery(people, work / "gallery", config.recognition, dtype=config.gallery.dtype, workers=1,
+                      match_threshold=config.search.match_threshold)
         gallery = Gallery.open(work / "gallery")
         engine = FaceEngine.open(config.recognition)
-        with FolderSource(frames_dir) as source:
-            frames = []
-            while (frame := source.read()) is not None:
-                frames.append(frame)
-        events: list[tuple[int, float, dict]] = []
+        events: list[tuple[int, float, object]] = []
+        states: dict[int, tuple[str, ...]] = {}
+        current = [0]
 
         class Recorder:
             def publish_event(self, event):
                 events.append((current[0], time.perf_counter(), event))
 
             def publish_state(self, state):
-                pass
+                states[current[0]] = tuple(state.present)
 
             def publish_camera(self, status):
                 pass
@@ -82,72 +136,159 @@ def measure(mode: str, faces: int, frames_per_visit: int) -> dict:
             def publish_problem(self, problem):
                 pass
 
-        current = [0]
-        loop = DoorLoop(engine, gallery, Recorder(), config.door, config.search.match_threshold)
+        loop = DoorLoop(engine, gallery, Recorder(), door, config.search.match_threshold)
         engine.detect(frames[0].image)  # load-time work (first allocation) is not part of the loop
         started_at: dict[int, float] = {}
         cpu0, wall0 = time.process_time(), time.perf_counter()
         for frame in frames:
             current[0] = frame.index
             started_at[frame.index] = time.perf_counter()
-            if mode == "tracked":
-                loop.process(frame)
-            else:
+            if mode == "every frame":
                 found = engine.detect(frame.image)
                 if found:
                     search(gallery, engine.embed(frame.image, found), k=1)
+            else:
+                loop.process(frame)
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
         gallery.close()
     result = {
-        "mode": mode, "faces": faces, "frames": len(frames), "fps": round(len(frames) / wall, 2),
+        "scene": scene, "mode": mode, "faces": faces, "frames": len(frames), "fps": round(len(frames) / wall, 2),
         "cpu_use": round(cpu / wall, 2),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    if mode == "tracked":
-        latencies = []
-        for index, at, event in events:
-            start = max(s for s in visit_starts if s <= index)
-            latencies.append({"event": event.event_type, "name": event.name,
-                              "frames": index - start + 1, "ms": round((at - started_at[start]) * 1000, 1)})
-        result["events"] = latencies
+    if mode == "every frame":
+        return result
+    timeline = [{"frame": index, "event": event.event_type, "name": event.name, "track": event.track_id,
+                 "visit": max(k for k, s in enumerate(starts) if s <= index),
+                 "ms": round((at - started_at[max(s for s in starts if s <= index)]) * 1000, 1)}
+                for index, at, event in events]
+    for item in timeline:
+        item["frames"] = item["frame"] - starts[item["visit"]] + 1
+    result["events"] = timeline
+    if scene == "queue":
+        result["people"] = judge_queue(plan, timeline)
+        present, shown = (), []
+        for index in range(len(frames)):
+            present = states.get(index, present)
+            shown.append(present)
+        stale = [i for i in range(len(frames)) if any(n not in shots[i] for n in shown[i])]
+        result["present_wrong_while_someone_in_view"] = sum(1 for i in stale if shots[i])
+        result["present_after_leaving"] = sum(1 for i in stale if not shots[i])  # the track's gap: normal
     return result
+
+
+def judge_queue(plan: list[dict], timeline: list[dict]) -> list[dict]:
+    """Per visitor: their events (those made during their visit or the gap after it), and a verdict."""
+    judged = []
+    for k, visitor in enumerate(plan):
+        mine = [e for e in timeline if e["visit"] == k]
+        expected = ("recognized", visitor["name"]) if visitor["enrolled"] else ("unknown", None)
+        right = [e for e in mine if (e["event"], e["name"]) == expected]
+        if not mine:
+            verdict = "missed"
+        elif len(right) != len(mine):
+            verdict = "wrong"
+        else:
+            verdict = "right" if len(mine) == 1 else "repeated"
+        judged.append({"name": visitor["name"], "enrolled": visitor["enrolled"], "verdict": verdict,
+                       "events": [(e["event"], e["name"]) for e in mine],
+                       "latency_frames": mine[0]["frames"] if mine else None,
+                       "latency_ms": mine[0]["ms"] if mine else None})
+    return judged
+
+
+def run_one(args: list[str], code: Path) -> dict:
+    """One measurement in a process of its own, importing edge from ``code``."""
+    done = subprocess.run([sys.executable, __file__, "--one", *args, "--code", str(code)],
+                          capture_output=True, text=True)
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        print(done.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"{' '.join(args)} failed")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames-per-visit", type=int, default=40)
     parser.add_argument("--faces", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--people", type=int, default=14, help="people in the queue scene (needs LFW)")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--before", help="also run the door code of this git revision (e.g. HEAD~3)")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--code", type=Path, default=REPO, help=argparse.SUPPRESS)
+    parser.add_argument("--plan", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(measure(args.one[0], int(args.one[1]), args.frames_per_visit)))
+        sys.path.insert(0, str(REPO / "tests"))
+        sys.path.insert(0, str(args.code))  # the edge package measured: this checkout or --before's worktree
+        scene, mode, faces = args.one
+        plan = json.loads(args.plan) if args.plan else None
+        print(json.dumps(measure(scene, mode, int(faces), args.frames_per_visit, plan)))
         return 0
+
+    sys.path.insert(0, str(REPO))
+    from benchmarks.machine import environment, format_table, header
+
     env = environment()
-    results = []
-    for faces in args.faces:
-        for mode in MODES:
-            print(f"{mode}, {faces} face(s) ...", file=sys.stderr, flush=True)
-            done = subprocess.run([sys.executable, __file__, "--one", mode, str(faces),
-                                   "--frames-per-visit", str(args.frames_per_visit)], capture_output=True, text=True)
-            try:
-                results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            except (IndexError, json.JSONDecodeError):
-                print(done.stderr[-2000:], file=sys.stderr)
-                raise SystemExit(f"{mode}, {faces} face(s) failed")
-    print(header(env, "Door loop: throughput and latency"))
-    print("scene:    640x480 frames; an enrolled person then a stranger walk past "
-          f"({args.frames_per_visit} frames each, 30 empty frames after each); default config, 2 threads\n")
+    plan = queue_plan(LFW, args.people, args.seed) if (LFW / "pairs.csv").is_file() else None
+    with tempfile.TemporaryDirectory() as scratch:
+        codes = {"": REPO}
+        if args.before:
+            before = Path(scratch) / "before"
+            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(before), args.before],
+                           check=True)
+            codes[f"before ({args.before})"] = before
+        try:
+            results = []
+            for label, code in codes.items():
+                runs = [("walk", mode, faces) for faces in args.faces for mode in WALK_MODES]
+                if label:  # the old code: its default door only (it has no re-check to turn off)
+                    runs = [("walk", "tracked", faces) for faces in args.faces]
+                if plan is not None:
+                    runs.append(("queue", "tracked", 1))
+                for scene, mode, faces in runs:
+                    print(f"{label or 'now'}: {scene}, {mode}, {faces} face(s) ...", file=sys.stderr, flush=True)
+                    extra = ["--plan", json.dumps(plan)] if scene == "queue" else []
+                    result = run_one([scene, mode, str(faces), "--frames-per-visit", str(args.frames_per_visit),
+                                      *extra], code)
+                    result["code"] = label or "now"
+                    results.append(result)
+        finally:
+            if args.before:
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before)], check=False)
+    print(header(env, "Door loop: throughput, latency, and a queue at the door"))
+    print(f"walk:     640x480 frames; an enrolled person then a stranger walk past ({args.frames_per_visit} frames "
+          "each, 30 empty frames after each); default config, 2 threads\n")
     rows = []
     for r in results:
+        if r["scene"] != "walk":
+            continue
         latency = "; ".join(f"{e['event']} {e['name'] or ''} after {e['frames']} fr / {e['ms']:.0f} ms".replace("  ", " ")
                             for e in r.get("events", [])) or "-"
-        rows.append([r["mode"], str(r["faces"]), str(r["frames"]), f"{r['fps']:.1f}", f"{r['cpu_use']:.2f}",
+        rows.append([r["code"], r["mode"], str(r["faces"]), str(r["frames"]), f"{r['fps']:.1f}", f"{r['cpu_use']:.2f}",
                      f"{r['peak_rss_mib']:.0f}", latency])
-    print(format_table(["mode", "faces", "frames", "fps", "cpu", "RSS MiB", "events (frames / processing ms from visit start)"], rows))
+    print(format_table(["code", "mode", "faces", "frames", "fps", "cpu", "RSS MiB",
+                        "events (frames / processing ms from visit start)"], rows))
+    for r in results:
+        if r["scene"] != "queue":
+            continue
+        people = r["people"]
+        verdicts = {v: sum(p["verdict"] == v for p in people) for v in ("right", "missed", "wrong", "repeated")}
+        print(f"\nqueue, code {r['code']}: {len(people)} people (seed {args.seed}), {r['frames']} frames, "
+              f"{r['fps']:.1f} fps: right {verdicts['right']}, missed {verdicts['missed']}, wrong {verdicts['wrong']}, "
+              f"repeated {verdicts['repeated']}.\nFrames whose `present` named someone not in view: "
+              f"{r['present_wrong_while_someone_in_view']} while someone else stood there, "
+              f"{r['present_after_leaving']} with the doorway empty (within the track's gap after they left)")
+        rows = [[p["name"], "yes" if p["enrolled"] else "no", p["verdict"],
+                 ", ".join(f"{t} {n or ''}".strip() for t, n in p["events"]) or "-",
+                 "-" if p["latency_frames"] is None else f"{p['latency_frames']} fr / {p['latency_ms']:.0f} ms"]
+                for p in people]
+        print(format_table(["person", "enrolled", "verdict", "events", "latency"], rows))
     if args.json:
-        args.json.write_text(json.dumps({"environment": env, "results": results}, indent=2))
+        args.json.write_text(json.dumps({"environment": env, "plan": plan, "results": results}, indent=2))
     return 0
 
 

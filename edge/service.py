@@ -165,6 +165,10 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
         raise ConfigError("no gallery: pass --gallery DIR or set [gallery] path (make one with `edge gallery build`)")
     gallery_path = Path(config.gallery.path)
     door = config.door
+    try:
+        source, bad_source = open_source(config.camera), None  # not opened yet: only its name is used before
+    except SourceError as exc:
+        source, bad_source = None, exc
     with ExitStack() as stack:
         commands = CommandHandler(gallery_path, remote_admin=config.mqtt.remote_admin)
         publisher: Publisher = StdoutPublisher()
@@ -173,18 +177,18 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
 
             # First, so that whatever fails after this is seen: the link's close says "offline".
             link = MqttLink(config.mqtt, door.device_id, door.device_name, commands)
+            # Nobody is present yet: said before "online", so a crashed run's retained state never looks current.
+            link.publish_state(State((), None, door.device_id, source.name if source else config.camera.source))
             try:
                 link.start()
             except MqttSetupError as exc:
                 raise ConfigError(str(exc)) from None
             stack.callback(link.stop)
             publisher = MqttPublisher(link)
+        if source is None:
+            raise ConfigError(str(bad_source))
         commands.model_id = model_id = embedding_model_id(config.recognition)
         gallery = stack.enter_context(Gallery.open(gallery_path, model_id=model_id))
-        try:
-            source = open_source(config.camera)
-        except SourceError as exc:
-            raise ConfigError(str(exc)) from None
         engine = stack.enter_context(FaceEngine.open(config.recognition))
         loop = DoorLoop(engine, gallery, publisher, door, config.search.match_threshold, source.name)
         light = stack.enter_context(EnrollLight(config.light)) if config.light.pin is not None else None

@@ -101,9 +101,13 @@ def test_no_gallery_match_counts_as_a_stranger():
     assert decision.event_type == "unknown" and decision.name is None
 
 
-def test_attempts_between_the_thresholds_count_for_nobody():
-    maker = DecisionMaker(DecisionSettings(unknown_threshold=0.25), 0.36)
-    assert feed(maker, [attempt(1, "alice", 0.30, i) for i in range(20)]) == []
+def test_attempts_between_the_thresholds_count_for_nobody_but_a_full_window_without_a_match_is_a_stranger():
+    maker = DecisionMaker(DecisionSettings(unknown_threshold=0.25, window=5), 0.36)
+    (event,) = feed(maker, [attempt(1, "alice", 0.30, i) for i in range(20)])
+    assert (event.event_type, event.timestamp, event.similarity) == ("unknown", 4, 0.30)
+    maker = DecisionMaker(DecisionSettings(unknown_threshold=0.25, window=5), 0.36)
+    one_match = [attempt(2, "alice", 0.40 if i % 5 == 2 else 0.30, i) for i in range(20)]  # a match in every window
+    assert feed(maker, one_match) == []
 
 
 def test_an_unknown_track_that_matches_someone_is_split_and_they_are_recognized_on_their_own_track():

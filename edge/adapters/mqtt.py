@@ -10,8 +10,9 @@ paho is imported when the link starts, so this module (and ``edge``) imports
 without it. Topics and discovery payloads are in ``edge.adapters.discovery``,
 command parsing in ``edge.adapters.commands``.
 
-On every connect the link publishes ``online`` (retained; ``offline`` is the
-last will), the discovery messages and the last state, subscribes to the
+On every connect the link publishes the last state (the service gives it a
+fresh one, nobody present, before the first connect), then ``online``
+(retained; ``offline`` is the last will) and the discovery messages, subscribes to the
 command topics and ``<discovery_prefix>/status`` (Home Assistant's birth
 message: discovery is sent again when it says ``online``), then sends the
 queued events in order. Everything goes out with QoS 1.
@@ -347,6 +348,8 @@ class MqttLink:
 
     def _send_connect_messages(self, client: paho.Client) -> None:
         s = self.settings
+        if self._last_state is not None:  # first: "online" must never make an old state look current
+            client.publish(self.topics.state, self._last_state, qos=QOS, retain=True)
         client.publish(self.topics.availability, PAYLOAD_ONLINE, qos=QOS, retain=True)
         for topic, payload in discovery_messages(
             self.topics,
@@ -355,8 +358,6 @@ class MqttLink:
             publish_face_image=s.publish_face_image,
         ):
             client.publish(topic, b"" if payload is None else _json(payload), qos=QOS, retain=True)
-        if self._last_state is not None:
-            client.publish(self.topics.state, self._last_state, qos=QOS, retain=True)
 
     # ------------------------------------------------------- paho callbacks
 

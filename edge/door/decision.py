@@ -17,8 +17,9 @@ Per track the last ``window`` usable attempts are kept; a face too small or
 too blurred is not usable and is ignored. A track is **recognized** once
 ``min_agreeing`` of them name the same person with a match
 (edge.similarity.is_match with ``match_threshold``), and **unknown** once
-``min_unknown`` of them are below ``unknown_threshold`` (attempts in
-between count for neither). Events are announced at most once per visit: a
+``min_unknown`` of them are below ``unknown_threshold``, or once a full
+window holds no match at all (a stranger who looks a little like someone
+enrolled is still a stranger; one attempt in between counts for neither). Events are announced at most once per visit: a
 track announces once, and a person's name is not announced again within
 ``cooldown`` seconds of their last event, even on a new track.
 
@@ -178,7 +179,8 @@ class DecisionMaker:
             if len(agreeing) >= s.min_agreeing:
                 state.recognized = accepted
                 return self._announce_recognized(attempt, accepted, max(agreeing))
-        if sum(v.stranger for v in state.votes) >= s.min_unknown:
+        no_match = len(state.votes) == s.window and all(v.accepted is None for v in state.votes)
+        if sum(v.stranger for v in state.votes) >= s.min_unknown or no_match:
             state.announced_unknown = True
             return Decision("unknown", None, state.best_similarity, attempt.track_id, attempt.box, attempt.time)
         return None

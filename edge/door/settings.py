@@ -42,7 +42,7 @@ class DecisionSettings(Settings):
     person it names when it is a match (edge.similarity.is_match with the
     [recognition] match_threshold), and as a stranger below
     ``unknown_threshold`` (at most the match threshold; in between it counts
-    for nobody).
+    for nobody, but a full window without a match is a stranger too).
 
     window: recent usable attempts per track considered. min_agreeing:
     attempts in the window naming one person to announce them. min_unknown:
