@@ -7,8 +7,10 @@ client records everything the door publishes.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -76,3 +78,50 @@ def test_run_without_a_broker_prints_events_as_json_lines(tmp_path):
     assert run.returncode == 0, run.stderr
     events = [json.loads(line) for line in run.stdout.splitlines()]
     assert [(e["event_type"], e["name"]) for e in events] == [("recognized", "obama")]
+
+
+def test_after_a_crash_the_first_state_says_nobody_is_present_before_online(mosquitto, tmp_path):
+    """kill -9 while a resident is present; on restart the retained state is replaced before `online`."""
+    people = demo.write_dataset(tmp_path / "people")
+    assert edge("gallery", "build", people, "--gallery", tmp_path / "g").returncode == 0
+    present = demo.write_frames(tmp_path / "present", visitors=("obama3.jpg",), frames_per_visit=20, empty_frames=0)
+    empty = demo.write_stills(tmp_path / "empty", ("blank",) * 5)
+    url = f"mqtt://{mosquitto.host}:{mosquitto.port}"
+
+    def start(frames):  # no --exit-at-end: after its frames the door stays up, serving commands
+        return subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--source", str(frames), "--gallery",
+                                 str(tmp_path / "g"), "--mqtt", url, "--device-id", "door1"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    observer = Observer(mosquitto, ["edge/door1/state", "edge/door1/availability"])
+    first = start(present)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(m.json()["present"] == ["obama"] for m in observer.on("edge/door1/state")):
+            assert time.monotonic() < deadline and first.poll() is None, first.stderr.read().decode()[-2000:]
+            time.sleep(0.1)
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        observer.wait_for("edge/door1/availability", 2)  # online, then the last will's offline
+        assert observer.on("edge/door1/availability")[-1].payload == b"offline"
+        observer.clear()
+
+        second = start(empty)
+        try:
+            observer.wait_for("edge/door1/availability", timeout=120)
+            arrived = [(m.topic.rsplit("/", 1)[-1], m.payload) for m in observer.messages]
+        finally:
+            second.terminate()
+            second.wait(30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        observer.close()
+    (kind, payload), online = arrived[0], arrived.index(("availability", b"online"))
+    assert kind == "state" and json.loads(payload)["present"] == [] and online > 0, arrived
+    assert not json.loads(payload)["known_present"] and json.loads(payload)["last_person"] is None
+    late = Observer(mosquitto, ["edge/door1/state"])  # and what a client connecting now is given
+    try:
+        assert late.wait_for("edge/door1/state")[0].json()["present"] == []
+    finally:
+        late.close()
