@@ -213,3 +213,23 @@ def test_a_gallery_problem_goes_to_the_error_topic():
     link = Link()
     MqttPublisher(link).publish_problem(GalleryProblem("g: 1 damaged gallery rows left out of matching: 3", (3,)))
     assert link.errors == [("gallery", "g: 1 damaged gallery rows left out of matching: 3")]
+
+
+@pytest.mark.parametrize("recheck, expected", [(1.0, 4), (0.5, 9)])
+def test_an_announced_track_is_matched_again_every_recheck_seconds(scene, engine, tmp_path, recheck, expected):
+    """Obama stays 5 s: once recognized (at 0.2 s) he is matched again every `recheck` s of frame time."""
+    gallery_path, _ = scene
+    frames = demo.write_frames(tmp_path / "frames", visitors=("obama3.jpg",), frames_per_visit=50, empty_frames=0)
+    publisher = RecordingPublisher()
+    with Gallery.open(gallery_path) as gallery:
+        loop = DoorLoop(engine, gallery, publisher, LoopSettings(recheck=recheck), 0.36)
+        attempts = []
+        observe = loop.decisions.observe
+        loop.decisions.observe = lambda attempt: attempts.append(attempt.time) or observe(attempt)
+        with FolderSource(frames) as source:  # 10 frames a second
+            loop.run(source)
+    assert [(e["event_type"], e["name"]) for e in publisher.events()] == [("recognized", "obama")]
+    announced = attempts[2]  # min_agreeing = 3 attempts, one a frame
+    later = [round(t - announced, 1) for t in attempts[3:]]
+    assert len(later) == expected and later[0] == pytest.approx(recheck)
+    assert all(b - a == pytest.approx(recheck) for a, b in zip(later, later[1:]))
