@@ -185,10 +185,10 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
                 raise ConfigError(str(exc)) from None
             stack.callback(link.stop)
             publisher = MqttPublisher(link)
-        if source is None:
-            raise ConfigError(str(bad_source))
         commands.model_id = model_id = embedding_model_id(config.recognition)
         gallery = stack.enter_context(Gallery.open(gallery_path, model_id=model_id))
+        if source is None:
+            raise ConfigError(str(bad_source))
         engine = stack.enter_context(FaceEngine.open(config.recognition))
         loop = DoorLoop(engine, gallery, publisher, door, config.search.match_threshold, source.name)
         light = stack.enter_context(EnrollLight(config.light)) if config.light.pin is not None else None
