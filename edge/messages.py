@@ -8,9 +8,11 @@ edge.adapters.discovery.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+
+import numpy as np
 
 from edge.faces import BBox
 
@@ -32,6 +34,8 @@ class Event:
 
     similarity: cosine similarity of the best match (-1..1). box: the face in
     pixels of the camera frame. time: when it was decided (with a zone).
+    face: the face cut from the frame with a margin (BGR uint8), for a
+    publisher that shows it; never part of the JSON.
     """
 
     event_type: EventType
@@ -42,6 +46,7 @@ class Event:
     camera: str
     box: BBox
     time: datetime
+    face: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.event_type not in EVENT_TYPES:

@@ -18,14 +18,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 from edge.adapters.camera import FolderSource, OpenCvSource, Reconnecting, SourceError, open_source
 from edge.adapters.commands import Command, CommandError
 from edge.adapters.gpio import EnrollButton, EnrollLight
+from edge.adapters.homeassistant import HomeAssistantPublisher
 from edge.adapters.stdout import StdoutPublisher
 from edge.adapters.systemd import Notifier
 from edge.config import Config, ConfigError
@@ -33,48 +33,11 @@ from edge.door.loop import DoorLoop, Publisher
 from edge.enrollment.at_door import DoorEnrollment, EnrollmentRefused
 from edge.gallery.errors import GalleryError
 from edge.gallery.store import Gallery
-from edge.messages import CameraStatus, EnrollmentMessage, Event, GalleryProblem, State
+from edge.messages import EnrollmentMessage
 from edge.perception.engine import FaceEngine
 from edge.perception.modelset import embedding_model_id
 
 log = logging.getLogger(__name__)
-
-
-class MqttPublisher:
-    """The loop's reports over the MQTT link (edge.adapters.mqtt).
-
-    The camera's state rides in the retained ``state`` message
-    (``camera_online``, ``camera_detail``), so Home Assistant and anyone
-    subscribing later see whether the door can currently see.
-    """
-
-    def __init__(self, link) -> None:
-        self.link = link
-        self._camera = CameraStatus(True)
-        self._state: State | None = None  # the loop's last, before the camera's status is merged in
-
-    def publish_event(self, event: Event) -> None:
-        self.link.publish_event(event)
-
-    def publish_state(self, state: State) -> None:
-        self._state = state
-        self._send_state()
-
-    def publish_camera(self, status: CameraStatus) -> None:
-        self._camera = status
-        self._send_state()
-
-    def publish_enrollment(self, message: EnrollmentMessage) -> None:
-        self.link.publish_enrollment(message)
-
-    def publish_problem(self, problem: GalleryProblem) -> None:
-        log.warning("gallery: %s", problem.detail)
-        self.link.publish_error("gallery", problem.detail)
-
-    def _send_state(self) -> None:
-        if self._state is not None:
-            self.link.publish_state(replace(self._state, camera_online=self._camera.online,
-                                            camera_detail=self._camera.detail))
 
 
 ADMIN_ACTIONS = frozenset({"remove", "rename"})
@@ -100,6 +63,8 @@ class CommandHandler:
         self.remote_admin, self.lock_timeout = remote_admin, lock_timeout
         self.next_name: str | None = None
         self.enrollment: DoorEnrollment | None = None
+        self.on_name: Callable[[str | None], None] = lambda name: None
+        """Hears the name held for the next enrollment whenever a command sets it."""
 
     def __call__(self, command: Command) -> str | None:
         if command.action in ADMIN_ACTIONS or command.append:
@@ -115,6 +80,7 @@ class CommandHandler:
     def _carry_out(self, command: Command) -> str | None:
         if command.action == "set_name":
             self.next_name = command.name
+            self.on_name(self.next_name)
             return None
         if command.action == "enroll_start":
             name = command.name or self.next_name
@@ -176,15 +142,20 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
             from edge.adapters.mqtt import MqttLink, MqttSetupError
 
             # First, so that whatever fails after this is seen: the link's close says "offline".
-            link = MqttLink(config.mqtt, door.device_id, door.device_name, commands)
-            # Nobody is present yet: said before "online", so a crashed run's retained state never looks current.
-            link.publish_state(State((), None, door.device_id, source.name if source else config.camera.source))
+            def refused(subtopic: str) -> None:  # put Home Assistant's text back to the name the door holds
+                if subtopic == "set_name":
+                    home_assistant.publish_enroll_name(commands.next_name)
+
+            link = MqttLink(config.mqtt, door.device_id, door.device_name, commands, refused)
+            # Its first messages (nobody present, ...) are retained before the link says "online".
+            home_assistant = HomeAssistantPublisher(link, config.mqtt, source.name if source else config.camera.source)
+            commands.on_name = home_assistant.publish_enroll_name
             try:
                 link.start()
             except MqttSetupError as exc:
                 raise ConfigError(str(exc)) from None
             stack.callback(link.stop)
-            publisher = MqttPublisher(link)
+            publisher = home_assistant
         commands.model_id = model_id = embedding_model_id(config.recognition)
         gallery = stack.enter_context(Gallery.open(gallery_path, model_id=model_id))
         if source is None:

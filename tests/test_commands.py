@@ -25,6 +25,8 @@ from edge.names import MAX_NAME_CHARS, InvalidNameError, validate_name
         ("set_name", b"carol", Command("set_name", "carol")),
         ("set_name", b"  carol\n", Command("set_name", "carol")),
         ("set_name", "名前".encode(), Command("set_name", "名前")),
+        ("set_name", b"", Command("set_name", None)),  # clears the name
+        ("set_name", b"  ", Command("set_name", None)),
     ],
 )
 def test_valid_commands(subtopic: str, payload: bytes, expected: Command) -> None:
@@ -50,7 +52,6 @@ def test_valid_commands(subtopic: str, payload: bytes, expected: Command) -> Non
         ("enroll", b'{"name": "a\\u0000b"}', "control characters (found U+0000)"),
         ("enroll", b'{"name": "a\\u007fb"}', "control characters (found U+007F)"),
         ("set_name", b"line\nbreak", "control characters (found U+000A)"),
-        ("set_name", b"", "name is empty"),
         ("set_name", b"\xff\xfe", "not UTF-8"),
         ("reload", b'{"force": true}', "expected no fields"),
         ("enroll_cancel", b"now", "not valid JSON"),

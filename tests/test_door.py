@@ -178,43 +178,6 @@ def test_validate_config(tmp_path, capsys, monkeypatch):
         Config().with_overrides(door={"detect_every": 0})
 
 
-def test_camera_state_rides_in_the_retained_state_message():
-    from edge.service import MqttPublisher
-
-    class Link:
-        def __init__(self):
-            self.states = []
-
-        def publish_state(self, state):
-            self.states.append(state)
-
-    link = Link()
-    publisher = MqttPublisher(link)
-    publisher.publish_camera(CameraStatus(True))
-    assert link.states == []  # nothing to merge the camera into yet
-    publisher.publish_state(State(("obama",), "obama", "door", "cam"))
-    publisher.publish_camera(CameraStatus(False, "camera unplugged"))
-    assert link.states[-1] == State(("obama",), "obama", "door", "cam", False, "camera unplugged")
-    publisher.publish_camera(CameraStatus(True))
-    assert link.states[-1].camera_online is True and link.states[-1].present == ("obama",)
-
-
-def test_a_gallery_problem_goes_to_the_error_topic():
-    from edge.messages import GalleryProblem
-    from edge.service import MqttPublisher
-
-    class Link:
-        def __init__(self):
-            self.errors = []
-
-        def publish_error(self, topic, message):
-            self.errors.append((topic, message))
-
-    link = Link()
-    MqttPublisher(link).publish_problem(GalleryProblem("g: 1 damaged gallery rows left out of matching: 3", (3,)))
-    assert link.errors == [("gallery", "g: 1 damaged gallery rows left out of matching: 3")]
-
-
 @pytest.mark.parametrize("recheck, expected", [(1.0, 4), (0.5, 9)])
 def test_an_announced_track_is_matched_again_every_recheck_seconds(scene, engine, tmp_path, recheck, expected):
     """Obama stays 5 s: once recognized (at 0.2 s) he is matched again every `recheck` s of frame time."""

@@ -119,7 +119,7 @@ def test_start_publishes_online_and_discovery_retained(make_link, observe) -> No
         payload = config.json()
         assert payload["unique_id"] == f"edge_{DEVICE}_{key}"
         assert payload["default_entity_id"] == f"{component}.edge_{DEVICE}_{key}"
-        assert "object_id" not in payload
+        assert payload["object_id"] == f"edge_{DEVICE}_{key}"
         assert payload["availability_topic"] == f"{BASE}/availability"
         assert payload["device"]["identifiers"] == [f"edge_{DEVICE}"]
         assert payload["device"]["name"] == "Front door"
@@ -317,7 +317,7 @@ def test_malformed_commands_are_answered_on_error_and_change_nothing(make_link, 
         ("remove", b'{"name": 5}'),
         ("enroll", b'{"name": "a/b"}'),
         ("enroll", b'{"name": "alice", "extra": 1}'),
-        ("set_name", b"   "),
+        ("set_name", b".hidden"),
         ("reload", b'{"now": true}'),
         ("self_destruct", b""),
     ]

@@ -78,7 +78,7 @@ class Command:
     """One valid command.
 
     ``name`` is the validated person name for ``remove``, ``rename`` (the
-    old name), ``set_name`` and an ``enroll_start`` that named someone;
+    old name), ``set_name`` (None: clear it) and an ``enroll_start`` that named someone;
     ``None`` otherwise (for ``enroll_start``: use the name last set with
     ``set_name``). ``new_name``: the new name of a ``rename``. ``append``: an
     ``enroll_start`` that may add samples to a person already enrolled.
@@ -121,8 +121,8 @@ def parse_command(subtopic: str, payload: bytes) -> Command:
     except UnicodeDecodeError:
         raise CommandError(f"{subtopic}: payload is not UTF-8 text") from None
 
-    if action == "set_name":
-        return Command(action, _name_field(subtopic, text))
+    if action == "set_name":  # empty: no name (the next enrollment gets an automatic person_N)
+        return Command(action, _name_field(subtopic, text) if text.strip() else None)
     if action == "remove":
         fields = _json_object(subtopic, text)
         if "name" not in fields:

@@ -1,6 +1,6 @@
 """The door's link to Home Assistant over MQTT: the only module that uses paho-mqtt.
 
-    link = MqttLink(MqttSettings(host="broker"), "front", "Front door", on_command)
+    link = MqttLink(MqttSettings(host="broker"), "front", "Front door", on_command, on_refused)
     link.start()                                    # connects in the background, reconnects by itself
     link.publish_event(Event("recognized", "alice", 0.71, ...))    # edge.messages
     link.publish_state(State(("alice",), "alice", "front", "camera"))
@@ -10,12 +10,19 @@ paho is imported when the link starts, so this module (and ``edge``) imports
 without it. Topics and discovery payloads are in ``edge.adapters.discovery``,
 command parsing in ``edge.adapters.commands``.
 
-On every connect the link publishes the last state (the service gives it a
-fresh one, nobody present, before the first connect), then ``online``
-(retained; ``offline`` is the last will) and the discovery messages, subscribes to the
-command topics and ``<discovery_prefix>/status`` (Home Assistant's birth
-message: discovery is sent again when it says ``online``), then sends the
-queued events in order. Everything goes out with QoS 1.
+On every connect the link publishes its retained status messages (the
+state first: the service gives it a fresh one, nobody present, before the
+first connect, so that ``online`` never makes a crashed run's state look
+current), then ``online`` (retained; ``offline`` is the last will) and the
+discovery messages; it subscribes to the command topics and
+``<discovery_prefix>/status`` (Home Assistant's birth message: discovery is
+sent again when it says ``online``), then sends the queued events in order.
+Everything goes out with QoS 1.
+
+Retained messages the link owns -- its discovery configs and per-person
+presence topics -- that a broker still holds from an earlier run but that
+are no longer wanted (a person removed while the door was down) are
+cleared once the door has said what it wants (``set_discovery``).
 
 Events are queued (at most ``queue_limit``; when full the oldest is dropped
 and counted in ``dropped``) and an event leaves the queue only once the
@@ -26,9 +33,10 @@ once", an event whose acknowledgement was lost with the connection can
 arrive twice. paho's own store of unacknowledged messages is discarded on
 each connect so that it cannot resend them out of order.
 
-State, enrollment feedback, errors and face images are not queued: the
-state is sent again on each connect (only the last one matters) and the
-others are sent only while connected.
+Retained status messages (``publish_retained``, ``publish_state``) and
+discovery are not queued: the last of each is kept and sent again on each
+connect. Enrollment feedback, errors and face images are sent only while
+connected.
 
 Commands. The link speaks MQTT 5 and subscribes to the command topics with
 "retain as published", so a command that was published retained carries
@@ -42,7 +50,10 @@ order, so ``on_command`` may take its time (e.g. wait for the gallery's
 writer lock) while the network thread keeps the connection alive. What
 ``on_command`` returns (a line of text) is published on ``result``; a
 ``CommandError`` it raises on ``error``; any other exception is logged and
-answered on ``error`` in one line. Neither stops the link.
+answered on ``error`` in one line. Neither stops the link. A command
+refused before it reaches ``on_command`` (malformed, a bad name) is also
+told to ``on_refused`` (its subtopic), so that what Home Assistant shows can
+be put back to what the door holds.
 
 With ``[mqtt] command_key_env`` every command must be signed (HMAC, see
 edge.adapters.commands); unsigned, badly signed, stale or replayed ones are
@@ -72,7 +83,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edge.adapters.commands import Command, CommandError, CommandOutcome, CommandVerifier, parse_command
-from edge.adapters.discovery import PAYLOAD_OFFLINE, PAYLOAD_ONLINE, Topics, discovery_messages
+from edge.adapters.discovery import PAYLOAD_OFFLINE, PAYLOAD_ONLINE, Topics, door_discovery
 from edge.adapters.settings import MqttSettings
 from edge.messages import EnrollmentMessage, Event, State
 
@@ -111,13 +122,14 @@ class MqttLink:
         device_id: str,
         device_name: str | None,
         on_command: Callable[[Command], str | None],
+        on_refused: Callable[[str], None] = lambda subtopic: None,
     ) -> None:
         if settings.host is None:
             raise ValueError("MqttLink needs [mqtt] host")
         self.settings = settings
         self.device_id, self.device_name = device_id, device_name or device_id
         self.topics = Topics(settings.topic_prefix, device_id)
-        self._on_command = on_command
+        self._on_command, self._on_refused = on_command, on_refused
         self._client: paho.Client | None = None
         # Held while deciding what to send and calling client.publish, so that queued
         # and new events go out in order. Never taken inside paho's callbacks that run
@@ -129,7 +141,11 @@ class MqttLink:
         self._dropped = 0
         self._connected = False
         self._stopped = False
-        self._last_state: bytes | None = None
+        self._retained: dict[str, bytes] = {}  # status topics, sent before "online" on every connect
+        self.sw_version = edge_version()
+        self._discovery = _encoded(door_discovery(self.topics, settings, self.device_name, self.sw_version))
+        self._owned_known = False  # set_discovery was called: stale retained configs may be cleared
+        self._stale: set[str] = set()  # retained topics of ours seen on the broker, not wanted now
         self._first_attempt = threading.Event()  # the first connection attempt has an outcome
         self._commands: queue.Queue[tuple[str, Command] | None] = queue.Queue(COMMAND_QUEUE_LIMIT)
         self._worker: threading.Thread | None = None
@@ -248,10 +264,35 @@ class MqttLink:
 
     def publish_state(self, state: State) -> None:
         """Send who is at the door now (``discovery.STATE_FIELDS``), retained; re-sent on reconnect."""
-        payload = _json(state.to_dict())
+        self.publish_retained(self.topics.state, _json(state.to_dict()))
+
+    def publish_retained(self, topic: str, payload: bytes) -> None:
+        """Send ``payload`` retained on ``topic`` and keep it to send again on every connect,
+        before ``online``; an empty payload clears the topic on the broker and is not kept."""
         with self._send_lock:
-            self._last_state = payload
-            self._publish_if_connected(self.topics.state, payload, retain=True)
+            if payload:
+                self._retained[topic] = payload
+            else:
+                self._retained.pop(topic, None)
+            self._publish_if_connected(topic, payload, retain=True)
+
+    def set_discovery(self, messages: list[tuple[str, Mapping[str, Any] | None]]) -> None:
+        """Make these the door's discovery messages (a payload of None: clear that topic).
+
+        Configs of the last set that are not in this one are cleared (an
+        entity or trigger of a person removed), changed ones sent again, and
+        from now on retained configs of ours that a broker kept from an
+        earlier run are cleared when not wanted.
+        """
+        wanted = _encoded(messages)
+        with self._send_lock:
+            gone = {topic: b"" for topic in self._discovery if topic not in wanted and self._discovery[topic]}
+            changed = {topic: body for topic, body in wanted.items() if self._discovery.get(topic) != body}
+            self._discovery = wanted
+            self._owned_known = True
+            for topic, body in {**gone, **changed}.items():
+                self._publish_if_connected(topic, body, retain=True)
+            self._clear_stale()
 
     def publish_face_image(self, jpeg: bytes) -> None:
         """Send the latest face crop (JPEG bytes) for Home Assistant's image entity.
@@ -347,17 +388,29 @@ class MqttLink:
             self._queue = deque(i for i in self._queue if not i.acked)
 
     def _send_connect_messages(self, client: paho.Client) -> None:
-        s = self.settings
-        if self._last_state is not None:  # first: "online" must never make an old state look current
-            client.publish(self.topics.state, self._last_state, qos=QOS, retain=True)
+        for topic, payload in self._retained.items():  # first: "online" must never make an old state look current
+            client.publish(topic, payload, qos=QOS, retain=True)
         client.publish(self.topics.availability, PAYLOAD_ONLINE, qos=QOS, retain=True)
-        for topic, payload in discovery_messages(
-            self.topics,
-            device_name=self.device_name,
-            discovery_prefix=s.discovery_prefix,
-            publish_face_image=s.publish_face_image,
-        ):
-            client.publish(topic, b"" if payload is None else _json(payload), qos=QOS, retain=True)
+        for topic, payload in self._discovery.items():
+            client.publish(topic, payload, qos=QOS, retain=True)
+
+    def _owned(self, topic: str) -> bool:
+        """Whether ``topic`` is one of the retained namespaces this door owns (configs, presence)."""
+        parts = topic.split("/")
+        discovery = self.settings.discovery_prefix.split("/")
+        config = (len(parts) == len(discovery) + 4 and parts[: len(discovery)] == discovery
+                  and parts[len(discovery) + 1] == self.device_id and parts[-1] == "config")
+        return config or topic.startswith(self.topics.presence_filter[:-1])
+
+    def _clear_stale(self) -> None:
+        """Clear the retained topics of ours seen on the broker that are not wanted now."""
+        if not self._owned_known:
+            return
+        for topic in sorted(self._stale):
+            if topic not in self._discovery and topic not in self._retained:
+                log.info("clearing %s: retained from an earlier run, not wanted now", topic)
+                self._publish_if_connected(topic, b"", retain=True)
+        self._stale.clear()
 
     # ------------------------------------------------------- paho callbacks
 
@@ -395,7 +448,10 @@ class MqttLink:
                 item.mid = None
             self._inflight.clear()
             self._send_connect_messages(client)
-            client.subscribe(_subscriptions(self.topics.command_filter, f"{self.settings.discovery_prefix}/status"))
+            client.subscribe(_subscriptions(
+                self.topics.command_filter, f"{self.settings.discovery_prefix}/status",
+                owned=(f"{self.settings.discovery_prefix}/+/{self.device_id}/+/config", self.topics.presence_filter),
+            ))
             for item in self._queue:
                 self._send_queued(item)
             self._connected = True
@@ -431,6 +487,13 @@ class MqttLink:
 
     def _handle_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         topic = message.topic
+        if self._owned(topic):
+            if message.retain and message.payload:  # kept by the broker, maybe from an earlier run
+                with self._send_lock:
+                    self._stale.add(topic)
+                    if self._connected:
+                        self._clear_stale()
+            return
         if topic == f"{self.settings.discovery_prefix}/status":
             if message.payload.strip() == PAYLOAD_ONLINE.encode():
                 log.info("Home Assistant is online: sending discovery again")
@@ -458,6 +521,7 @@ class MqttLink:
             command = parse_command(topic[len(prefix) :], payload)
         except CommandError as exc:
             self.publish_error(topic, str(exc))
+            self._on_refused(topic[len(prefix) :])
             return
         try:
             self._commands.put_nowait((topic, command))
@@ -469,13 +533,25 @@ def _path(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _subscriptions(command_filter: str, status_topic: str) -> list[tuple[str, Any]]:
+def _subscriptions(command_filter: str, status_topic: str, owned: tuple[str, ...]) -> list[tuple[str, Any]]:
     from paho.mqtt.subscribeoptions import SubscribeOptions
 
     return [
         (command_filter, SubscribeOptions(qos=QOS, retainAsPublished=True)),
         (status_topic, SubscribeOptions(qos=QOS)),
+        # Our own retained messages, to clear stale ones; noLocal: not what we publish now.
+        *((topic, SubscribeOptions(qos=QOS, noLocal=True, retainAsPublished=True)) for topic in owned),
     ]
+
+
+def edge_version() -> str | None:
+    """edge's version (the installed package's), for Home Assistant's device info."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("edge-face")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _tls_files(s: MqttSettings) -> str:
@@ -514,6 +590,10 @@ def connect_failure(exc: BaseException | None, s: MqttSettings) -> str:
     if isinstance(exc, TimeoutError | socket.timeout):
         return "no answer (timed out)" + (": is it a TLS port that waits for a handshake?" if s.tls else "")
     return f"unreachable ({_reason(exc)})"
+
+
+def _encoded(messages: list[tuple[str, Mapping[str, Any] | None]]) -> dict[str, bytes]:
+    return {topic: b"" if payload is None else _json(payload) for topic, payload in messages}
 
 
 def _json(value: Mapping[str, Any]) -> bytes:

@@ -55,6 +55,12 @@ class MqttSettings(Settings):
     itself) holding a secret; commands must then be signed with it and
     unsigned ones are refused (Home Assistant's button and text entities
     cannot sign: send commands from a script instead).
+
+    ``publish_face_image``: with each event, a JPEG of the face (at most
+    50 KB) goes to Home Assistant's image entity; off by default, face crops
+    being personal data. ``person_entities``: each enrolled person gets a
+    presence entity and a "recognized" device trigger; turn off for large
+    galleries (the "any" and "unknown" triggers stay).
     """
 
     host: str | None = Field(None, min_length=1, description="the broker; none = events as JSON lines on stdout")
@@ -72,6 +78,7 @@ class MqttSettings(Settings):
     keepalive: int = Field(30, ge=1, le=3600, description="seconds; the broker declares the door offline after 1.5x")
     queue_limit: int = Field(1000, ge=1, le=100_000, description="events kept while the broker is away")
     publish_face_image: bool = Field(False, description="send face crops to Home Assistant (personal data)")
+    person_entities: bool = Field(True, description="a presence entity and a device trigger per enrolled person")
     reconnect_min_delay: int = Field(1, ge=1, le=3600, description="first wait before reconnecting, seconds")
     reconnect_max_delay: int = Field(60, ge=1, le=3600, description="longest wait between reconnects, seconds")
     remote_admin: Annotated[bool, Strict()] = Field(  # strict: only true/false, never "yes" or "1"

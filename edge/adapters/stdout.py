@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 class StdoutPublisher:
-    """Events as JSON lines on ``stream`` (default stdout); state, camera, enrollment and problems to the log."""
+    """Events as JSON lines on ``stream`` (default stdout); state, camera, enrollment, people and problems to the log."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
@@ -32,3 +32,6 @@ class StdoutPublisher:
 
     def publish_problem(self, problem: GalleryProblem) -> None:
         log.warning("gallery: %s", problem.detail)
+
+    def publish_people(self, people: tuple[str, ...]) -> None:
+        log.info("%d people enrolled", len(people))

@@ -23,15 +23,18 @@ gallery that is deleted or unreadable matches nobody (everyone is unknown)
 while the loop keeps running. Each new such problem goes to the publisher
 (a GalleryProblem: the log, and with MQTT the ``error`` topic).
 
-The publisher hears events, the retained 'who is here' state, the camera
-state and gallery problems; it is the MQTT link, or JSON lines on stdout
-when there is no broker.
+The publisher hears events (each with its face cut from the frame), the
+retained 'who is here' state, the camera state, gallery problems and who
+is enrolled (at the start and whenever that changes); it is Home
+Assistant over MQTT, or JSON lines on stdout when there is no broker.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+
+import numpy as np
 from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
@@ -39,7 +42,7 @@ from typing import Protocol
 from edge.door.decision import Attempt, Decision, DecisionMaker, Split
 from edge.door.settings import LoopSettings
 from edge.door.tracking import Track, Tracker
-from edge.faces import Face
+from edge.faces import BBox, Face
 from edge.frames import Frame, FrameSource
 from edge.gallery.errors import GalleryError
 from edge.gallery.search import search
@@ -63,6 +66,8 @@ class Publisher(Protocol):
     def publish_enrollment(self, message: EnrollmentMessage) -> None: ...
 
     def publish_problem(self, problem: GalleryProblem) -> None: ...
+
+    def publish_people(self, people: tuple[str, ...]) -> None: ...
 
 
 class Enrollment(Protocol):
@@ -101,6 +106,7 @@ class DoorLoop:
         self._last_person: str | None = None
         self._stop = threading.Event()
         self._gallery_reported: tuple[str | None, frozenset[int]] = (None, frozenset())
+        self._people_seen = -1  # the gallery's change count when the enrolled people were last told
         self.enrollment: Enrollment | None = None
         """While an enrollment is active, frames go to it instead."""
 
@@ -116,6 +122,7 @@ class DoorLoop:
         frames = 0
         self._publish_state(0.0, force=True)
         self._report_gallery()
+        self._report_people()
         while not self._stop.is_set():
             frame = source.read()
             if frame is None:
@@ -148,15 +155,16 @@ class DoorLoop:
         for decision in made:
             if decision.event_type == "recognized":
                 self._last_person = decision.name
-            self.publisher.publish_event(self.event(decision))
+            self.publisher.publish_event(self.event(decision, frame))
         self._refresh_gallery()  # also without faces: notice a deleted or replaced gallery
         self._publish_state(frame.time)
         return made
 
-    def event(self, decision: Decision) -> Event:
-        """The published form of a decision, stamped with the wall-clock time."""
+    def event(self, decision: Decision, frame: Frame | None = None) -> Event:
+        """The published form of a decision, stamped with the wall-clock time, with the face from ``frame``."""
+        face = None if frame is None else face_with_margin(frame.image, decision.box)
         return Event(decision.event_type, decision.name, decision.similarity, decision.track_id,
-                     self.device, self.camera, decision.box, self._wall_clock())
+                     self.device, self.camera, decision.box, self._wall_clock(), face)
 
     def _due(self, track: Track, now: float) -> bool:
         """Whether this track's face should be matched in this frame."""
@@ -215,6 +223,22 @@ class DoorLoop:
             log.error("gallery refresh failed: %s", exc)
             self._gallery_problem(GalleryProblem(str(exc)))
         self._report_gallery()
+        self._report_people()
+
+    def _report_people(self) -> None:
+        """Tell the publisher who is enrolled, when that may have changed (any change of the gallery)."""
+        if self.gallery.changes == self._people_seen:
+            return
+        self._people_seen = self.gallery.changes
+        try:
+            people = tuple(sorted(self.gallery.identities())) if self.gallery.problem is None else ()
+        except GalleryError as exc:
+            log.error("cannot list the enrolled people: %s", exc)
+            return
+        try:
+            self.publisher.publish_people(people)
+        except Exception:  # a report that fails must not stop the door
+            log.exception("could not report the enrolled people")
 
     def _report_gallery(self) -> None:
         """Report what the gallery found wrong since the last report: its loss, new damaged rows."""
@@ -241,3 +265,16 @@ class DoorLoop:
         if present != self._present or force:
             self._present = present
             self.publisher.publish_state(State(present, self._last_person, self.device, self.camera))
+
+
+FACE_MARGIN = 0.25
+"""The face image of an event: the face box grown by this fraction of its size on each side."""
+
+
+def face_with_margin(image: np.ndarray, box: BBox) -> np.ndarray:
+    """The face ``box`` with a margin, cut from ``image`` (a copy, clipped to the image)."""
+    dx, dy = FACE_MARGIN * box.width, FACE_MARGIN * box.height
+    grown = BBox(box.x1 - dx, box.y1 - dy, box.x2 + dx, box.y2 + dy).clipped(image.shape[1], image.shape[0])
+    x1, y1 = int(grown.x1), int(grown.y1)
+    x2, y2 = max(int(round(grown.x2)), x1 + 1), max(int(round(grown.y2)), y1 + 1)
+    return image[y1:y2, x1:x2].copy()

@@ -207,6 +207,7 @@ class Gallery:
         self._identity: tuple[int, ...] | None = None  # what was at the path when opened (see _follow)
         self._followed_at = time.monotonic()
         self._epoch = 0
+        self._changes = 0
         self._problem: str | None = None
 
     # --- opening and closing ------------------------------------------------
@@ -328,6 +329,12 @@ class Gallery:
         """Catch up with what other processes committed, and (readers) with what is at
         the path now; whether anything changed. A reader whose gallery is gone or
         unreadable gets an empty view and ``problem`` instead of an exception."""
+        changes = self._changes  # kept across _follow taking over a fresh handle's fields
+        changed = self._refresh()
+        self._changes = changes + int(changed)
+        return changed
+
+    def _refresh(self) -> bool:
         if not self.writable:
             if self._follow():
                 return True
@@ -351,6 +358,12 @@ class Gallery:
     def count(self) -> int:
         """Committed rows, deleted ones included, as of the last refresh."""
         return self._view.count
+
+    @property
+    def changes(self) -> int:
+        """Counts what this handle has seen change (rows, names, another gallery or none at
+        the path), as of the last refresh: compare two readings to know whether to look again."""
+        return self._changes
 
     @property
     def excluded(self) -> tuple[ExcludedRow, ...]:
