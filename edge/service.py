@@ -1,7 +1,7 @@
 """`edge run`: the door service, wired from one Config.
 
-Opens, in order, the gallery, the MQTT link (when [mqtt] host is set; else
-events go to stdout as JSON lines), the engine, the camera (reopened with
+Opens, in order, the MQTT link (when [mqtt] host is set; else events go
+to stdout as JSON lines), the gallery, the engine, the camera (reopened with
 backoff when it fails; a file or folder is played once), enrollment (MQTT
 commands, and the GPIO button and light when configured) and systemd's
 notifier, then runs the loop until the source ends (with ``exit_at_end``)
@@ -141,20 +141,21 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
         if config.mqtt.host is not None:
             from edge.adapters.mqtt import MqttLink, MqttSetupError
 
-            # First, so that whatever fails after this is seen: the link's close says "offline".
             def refused(subtopic: str) -> None:  # put Home Assistant's text back to the name the door holds
                 if subtopic == "set_name":
                     home_assistant.publish_enroll_name(commands.next_name)
 
             link = MqttLink(config.mqtt, door.device_id, door.device_name, commands, refused)
-            # Its first messages (nobody present, ...) are retained before the link says "online".
+            # Its first messages (nobody present, each enrolled person absent, ...) are retained and go
+            # out before the link says "online": a crashed run's "present" never looks current.
             home_assistant = HomeAssistantPublisher(link, config.mqtt, source.name if source else config.camera.source)
+            home_assistant.publish_people(_enrolled(gallery_path))
             commands.on_name = home_assistant.publish_enroll_name
             try:
                 link.start()
             except MqttSetupError as exc:
                 raise ConfigError(str(exc)) from None
-            stack.callback(link.stop)
+            stack.callback(link.stop)  # from here on, whatever fails is seen: the link's close says "offline"
             publisher = home_assistant
         commands.model_id = model_id = embedding_model_id(config.recognition)
         gallery = stack.enter_context(Gallery.open(gallery_path, model_id=model_id))
@@ -187,9 +188,20 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
         notifier.notify("READY=1")
         frames = loop.run(opened, notifier.ping)
         if not exit_at_end and config.mqtt.host is not None:
-            while not stop.wait(notifier.interval):  # the source ended: keep serving commands
+            while not stop.wait(1.0):  # the source ended: keep serving commands, and following the gallery
+                loop.follow_gallery()
                 notifier.ping()
         return frames
+
+
+def _enrolled(gallery_path: Path) -> tuple[str, ...]:
+    """Who is enrolled, read before anything else starts; none if the gallery cannot be read
+    (opening it for the door then says why)."""
+    try:
+        with Gallery.open(gallery_path) as gallery:
+            return gallery.people()
+    except GalleryError:
+        return ()
 
 
 @contextmanager

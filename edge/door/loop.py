@@ -156,7 +156,7 @@ class DoorLoop:
             if decision.event_type == "recognized":
                 self._last_person = decision.name
             self.publisher.publish_event(self.event(decision, frame))
-        self._refresh_gallery()  # also without faces: notice a deleted or replaced gallery
+        self.follow_gallery()  # also without faces: notice a deleted or replaced gallery
         self._publish_state(frame.time)
         return made
 
@@ -216,7 +216,8 @@ class DoorLoop:
             used += 1
         return attempts
 
-    def _refresh_gallery(self) -> None:
+    def follow_gallery(self) -> None:
+        """Notice gallery changes and report them (each frame, and without frames once a replay ended)."""
         try:
             self.gallery.refresh()  # microseconds; stat()s the path at most once a second
         except GalleryError as exc:
@@ -231,7 +232,7 @@ class DoorLoop:
             return
         self._people_seen = self.gallery.changes
         try:
-            people = tuple(sorted(self.gallery.identities())) if self.gallery.problem is None else ()
+            people = self.gallery.people()
         except GalleryError as exc:
             log.error("cannot list the enrolled people: %s", exc)
             return

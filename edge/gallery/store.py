@@ -376,6 +376,10 @@ class Gallery:
         something unusable, or damaged), or None while it has one."""
         return self._problem
 
+    def people(self) -> tuple[str, ...]:
+        """The names of the people enrolled, sorted; none while a reader has no usable gallery."""
+        return () if self._problem is not None else tuple(sorted(self.identities()))
+
     @_translated
     def identities(self) -> dict[str, int]:
         """Each enrolled identity with its number of samples (not deleted), by name."""
