@@ -4,8 +4,9 @@
     with source:
         loop.run(source)               # until the source ends or stop() is called
 
-Per frame (faces are searched every ``detect_every``-th frame) each face
-continues or starts a track. A track that is not yet decided has its face
+Per frame (faces are searched every ``detect_every``-th frame, and in an
+empty doorway only when something moves or every ``motion.full_every``
+seconds: edge.door.motion) each face continues or starts a track. A track that is not yet decided has its face
 embedded and matched against the gallery (at most ``attempts_per_second``
 times a second), and the attempt goes to the decision stage, which turns a
 few agreeing attempts into one event per visit. A decided track is matched
@@ -40,6 +41,7 @@ from datetime import datetime
 from typing import Protocol
 
 from edge.door.decision import Attempt, Decision, DecisionMaker, Split
+from edge.door.motion import MotionGate
 from edge.door.settings import LoopSettings
 from edge.door.tracking import Track, Tracker
 from edge.faces import BBox, Face
@@ -99,6 +101,7 @@ class DoorLoop:
         self.settings = settings
         self.device, self.camera = settings.device_id, camera
         self.tracker = Tracker(settings.tracker)
+        self.motion = MotionGate(settings.motion)
         self.decisions = DecisionMaker(settings.decision, match_threshold)
         self._wall_clock = wall_clock
         self._last_attempt: dict[int, float] = {}
@@ -139,6 +142,9 @@ class DoorLoop:
             return []
         if frame.index % self.settings.detect_every:
             return []
+        if not self.motion.wants_search(frame.image, frame.time, tracking=bool(self.tracker.live)):
+            self.follow_gallery()
+            return []  # a still, empty doorway: nothing to search
         faces = self.engine.detect(frame.image)
         step = self.tracker.update([f.box for f in faces], frame.time)
         for track_id in step.ended:

@@ -1,6 +1,7 @@
 """Settings of the door's components: tracker, decision and loop (the [door] section).
 
     TrackerSettings   edge.door.tracking.Tracker             [door.tracker]
+    MotionSettings    edge.door.motion.MotionGate            [door.motion]
     DecisionSettings  edge.door.decision.DecisionMaker       [door.decision]
     LoopSettings      edge.door.loop.DoorLoop                [door]
 """
@@ -33,6 +34,24 @@ class TrackerSettings(Settings):
     lost_frames: int = Field(0, ge=0, le=1000, description="missed detections after which a face is re-checked")
     scale_jump: float = Field(1.3, gt=1.0, le=10.0, description="size change between sightings that re-checks a face")
     jump: float = Field(0.5, gt=0.0, le=10.0, description="centre shift, in face sizes, that re-checks a face")
+
+
+class MotionSettings(Settings):
+    """When an empty doorway is searched for faces (edge.door.motion).
+
+    Frames are compared at ``width`` pixels wide, in grey: a frame has
+    motion when more than ``min_area`` (fraction 0..1 of the image) of its
+    pixels differ from the previous frame's by more than ``threshold`` grey
+    levels (0..255). Without motion and with nobody tracked, a frame is not
+    searched, except once every ``full_every`` seconds. ``enabled = false``
+    searches every frame.
+    """
+
+    enabled: bool = Field(True, description="skip the face search on still frames of an empty doorway")
+    width: int = Field(80, ge=16, le=640, description="pixels: the width frames are compared at")
+    threshold: float = Field(12.0, ge=0.0, le=255.0, description="grey levels a pixel must change by")
+    min_area: float = Field(0.003, ge=0.0, le=1.0, description="fraction of pixels that must change")
+    full_every: float = Field(2.0, gt=0.0, le=60.0, description="seconds: search at least this often anyway")
 
 
 class DecisionSettings(Settings):
@@ -106,4 +125,5 @@ class LoopSettings(Settings):
     attempts_per_second: float = Field(10.0, gt=0.0, le=60.0, description="most gallery matches per person per second")
     recheck: float = Field(1.0, ge=0.0, le=60.0, description="seconds between matches of a face already announced")
     tracker: TrackerSettings = TrackerSettings()
+    motion: MotionSettings = MotionSettings()
     decision: DecisionSettings = DecisionSettings()
