@@ -19,11 +19,17 @@ Scenes (640x480 frames, frame times at 10 frames a second):
   (a person counts as present until ``gap`` seconds after their face was
   last seen).
 
+- ``idle``: an empty doorway with camera noise and a slow change of light
+  for 10 s, then Obama steps in and stays 4 s: process CPU time per frame
+  with the doorway empty and with him there, and the latency of his event
+  from his first frame.
+
 Ways of running the same frames, each in its own process:
 
 - ``tracked``: edge.door.loop.DoorLoop at its default settings;
 - ``no recheck`` (walk only): the same with the identity watch off (announced
   tracks never matched again, no abrupt-change checks): what re-checks cost;
+- ``no motion gate`` (idle only): the same with [door.motion] off;
 - ``every frame`` (walk only): detect, align, embed and search every face of
   every frame (the classic webcam scripts), no tracking or decision;
 - with ``--before REV``, ``tracked`` again with the door code of git
@@ -45,10 +51,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 LFW = REPO.parent / "shared" / "data" / "lfw"
 
 WALK_MODES = ("tracked", "no recheck", "every frame")
+IDLE_FRAMES, VISIT_FRAMES = 100, 40
+"""The idle scene: 10 s of empty doorway, then 4 s of a visitor (frames at 10 a second)."""
 
 
 def queue_plan(lfw: Path, people: int, seed: int) -> list[dict]:
@@ -83,6 +94,8 @@ def measure(scene: str, mode: str, faces: int, frames_per_visit: int, plan: list
             "recheck": 60.0,
             "tracker": config.door.tracker.model_copy(update={"lost_frames": 1000, "scale_jump": 10.0, "jump": 10.0}),
         })
+    elif mode == "no motion gate":
+        door = config.door.model_copy(update={"motion": config.door.motion.model_copy(update={"enabled": False})})
     else:
         door = config.door
     with tempfile.TemporaryDirectory() as work:
@@ -104,6 +117,17 @@ def measure(scene: str, mode: str, faces: int, frames_per_visit: int, plan: list
             frames = list(queue.frames())
             starts = queue.starts()[:-1][::2]  # each visitor's first frame (a gap after each, the last one longer)
             shots = queue.shots
+        elif scene == "idle":
+            import scenes
+            from edge.frames import Frame
+
+            people = demo.write_dataset(work / "people")
+            portrait = demo._fit(cv2.imread(str(demo.samples_dir() / "obama3.jpg")), 400, demo.PORTRAIT_HEIGHT)
+            images = [scenes.empty_doorway(i, light=0.4 * i) for i in range(IDLE_FRAMES + VISIT_FRAMES)]
+            for image in images[IDLE_FRAMES:]:
+                demo._paste(image, portrait, 320, 240)
+            frames = [Frame(image, i / 10.0, i) for i, image in enumerate(images)]
+            starts = [IDLE_FRAMES]
         else:
             people = demo.write_dataset(work / "people")
             frames_dir = demo.write_frames(work / "frames", frames_per_visit=frames_per_visit, faces_per_frame=faces)
@@ -146,10 +170,12 @@ def measure(scene: str, mode: str, faces: int, frames_per_visit: int, plan: list
                 search(gallery, engine.embed(frame.image, found), k=2)
                 break
         started_at: dict[int, float] = {}
+        cpu_per_frame: list[float] = []
         cpu0, wall0 = time.process_time(), time.perf_counter()
         for frame in frames:
             current[0] = frame.index
             started_at[frame.index] = time.perf_counter()
+            cpu_per_frame.append(time.process_time())
             if mode == "every frame":
                 found = engine.detect(frame.image)
                 if found:
@@ -158,6 +184,7 @@ def measure(scene: str, mode: str, faces: int, frames_per_visit: int, plan: list
                 loop.process(frame)
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
+        cpu_per_frame = list(np.diff([*cpu_per_frame, cpu0 + cpu]))
         gallery.close()
     result = {
         "scene": scene, "mode": mode, "faces": faces, "frames": len(frames), "fps": round(len(frames) / wall, 2),
@@ -166,6 +193,10 @@ def measure(scene: str, mode: str, faces: int, frames_per_visit: int, plan: list
     }
     if mode == "every frame":
         return result
+    if scene == "idle":
+        empty, person = cpu_per_frame[:IDLE_FRAMES], cpu_per_frame[IDLE_FRAMES:]
+        result["cpu_ms_per_frame_empty"] = round(1000 * sum(empty) / len(empty), 2)
+        result["cpu_ms_per_frame_person"] = round(1000 * sum(person) / len(person), 2)
     timeline = [{"frame": index, "event": event.event_type, "name": event.name, "track": event.track_id,
                  "visit": max(k for k, s in enumerate(starts) if s <= index),
                  "ms": round((at - started_at[max(s for s in starts if s <= index)]) * 1000, 1)}
@@ -265,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
                 middle = sorted(rounds, key=lambda r: r["fps"])[len(rounds) // 2]  # the median round
                 results.append({**middle, "code": label, "fps_rounds": [r["fps"] for r in rounds]})
             for label, code in codes.items():
+                for mode in (("tracked",) if label else ("tracked", "no motion gate")):
+                    print(f"{label or 'now'}: idle, {mode} ...", file=sys.stderr, flush=True)
+                    result = run_one(["idle", mode, "1"], code)
+                    results.append({**result, "code": label or "now"})
                 if plan is not None:
                     print(f"{label or 'now'}: queue ...", file=sys.stderr, flush=True)
                     result = run_one(["queue", "tracked", "1", "--plan", json.dumps(plan)], code)
@@ -286,6 +321,18 @@ def main(argv: list[str] | None = None) -> int:
                      latency])
     print(format_table(["code", "mode", "faces", "frames", "fps", "fps by round", "cpu", "RSS MiB",
                         "events (frames / processing ms from visit start)"], rows))
+    rows = []
+    for r in results:
+        if r["scene"] != "idle":
+            continue
+        latency = "; ".join(f"{e['event']} {e['name'] or ''} after {e['frames']} fr / {e['ms']:.0f} ms".replace("  ", " ")
+                            for e in r.get("events", [])) or "-"
+        rows.append([r["code"], r["mode"], f"{r['cpu_ms_per_frame_empty']:.2f}", f"{r['cpu_ms_per_frame_person']:.2f}",
+                     f"{100 * r['cpu_ms_per_frame_empty'] / r['cpu_ms_per_frame_person']:.1f}%", latency])
+    if rows:
+        print(f"\nidle:     {IDLE_FRAMES} frames of an empty doorway (sensor noise, light rising 4 grey levels a "
+              f"second), then {VISIT_FRAMES} with Obama; process CPU ms per frame")
+        print(format_table(["code", "mode", "empty", "person", "empty/person", "first event from his first frame"], rows))
     for r in results:
         if r["scene"] != "queue":
             continue

@@ -110,6 +110,15 @@ class Scene:
         return out
 
 
+def empty_doorway(seed: int, light: float = 0.0) -> np.ndarray:
+    """An empty doorway as a camera sees it: a fixed scene, sensor noise (sigma 3 grey levels) drawn
+    from ``seed``, everything ``light`` levels brighter."""
+    rng = np.random.default_rng(seed)
+    scene = np.add.outer(np.linspace(60, 160, SIZE[1]), np.linspace(0, 40, SIZE[0]))
+    frame = scene[:, :, None] + light + rng.normal(0, 3, (SIZE[1], SIZE[0], 1))
+    return np.clip(np.repeat(frame, 3, axis=2), 0, 255).astype(np.uint8)
+
+
 def _background() -> np.ndarray:
     ramp = np.linspace(70, 170, SIZE[0], dtype=np.float32).astype(np.uint8)
     return np.repeat(np.repeat(ramp[None, :, None], SIZE[1], axis=0), 3, axis=2)

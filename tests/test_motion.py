@@ -7,16 +7,9 @@ import pytest
 
 from edge.door.motion import MotionGate
 from edge.door.settings import MotionSettings
+from scenes import empty_doorway as doorway
 
 FPS = 10.0
-
-
-def doorway(seed: int, light: float = 0.0) -> np.ndarray:
-    """An empty doorway as a camera sees it: a fixed scene, sensor noise (sigma 3 levels), a light level."""
-    rng = np.random.default_rng(seed)
-    scene = np.add.outer(np.linspace(60, 160, 480), np.linspace(0, 40, 640))
-    frame = scene[:, :, None] + light + rng.normal(0, 3, (480, 640, 1))
-    return np.clip(np.repeat(frame, 3, axis=2), 0, 255).astype(np.uint8)
 
 
 def searched(gate: MotionGate, frames, tracking: bool = False) -> list[int]:
