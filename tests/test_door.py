@@ -196,3 +196,12 @@ def test_an_announced_track_is_matched_again_every_recheck_seconds(scene, engine
     later = [round(t - announced, 1) for t in attempts[3:]]
     assert len(later) == expected and later[0] == pytest.approx(recheck)
     assert all(b - a == pytest.approx(recheck) for a, b in zip(later, later[1:]))
+
+
+def test_a_folder_played_in_real_time_hands_out_frames_at_their_time(tmp_path):
+    frames = demo.write_stills(tmp_path / "f", ("blank",) * 4)
+    waits = []
+    with FolderSource(frames, fps=10.0, realtime=True, sleep=waits.append) as source:
+        while source.read() is not None:
+            pass
+    assert waits[0] == 0.0 and [round(w, 1) for w in waits[1:]] == [0.1, 0.2, 0.3]  # the fake sleep does not wait

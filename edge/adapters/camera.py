@@ -42,16 +42,20 @@ class FolderSource:
     """The images of a folder in name order, one frame each, then the end.
 
     ``fps`` sets the frame times (index / fps), so that a replay has the
-    timing of a camera however fast it is processed. Unreadable files are
-    logged and skipped.
+    timing of a camera however fast it is processed; with ``realtime`` a
+    frame is also not handed out before its time (counted from the first
+    read), as a camera would deliver it. Unreadable files are logged and
+    skipped.
     """
 
-    def __init__(self, folder: Path, fps: float = 10.0) -> None:
+    def __init__(self, folder: Path, fps: float = 10.0, realtime: bool = False,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.folder = Path(folder)
         self.name = self.folder.name
-        self.fps = fps
+        self.fps, self.realtime, self._sleep = fps, realtime, sleep
         self._files: list[Path] = []
         self._next = 0
+        self._started: float | None = None
 
     def __enter__(self) -> FolderSource:
         if not self.folder.is_dir():
@@ -69,6 +73,9 @@ class FolderSource:
         while self._next < len(self._files):
             index, path = self._next, self._files[self._next]
             self._next += 1
+            if self.realtime:
+                self._started = time.monotonic() if self._started is None else self._started
+                self._sleep(max(0.0, self._started + index / self.fps - time.monotonic()))
             try:
                 return Frame(load_image(path), index / self.fps, index)
             except ImageError as exc:
@@ -181,7 +188,7 @@ def open_source(settings: CameraSettings) -> FrameSource:
         return OpenCvSource(spec, width, height)
     path = Path(spec)
     if path.is_dir():
-        return FolderSource(path, fps)
+        return FolderSource(path, fps, settings.folder_realtime)
     if path.is_file():
         return OpenCvSource(spec)
     raise SourceError(f"{spec}: no such folder, file or camera (use picamera, a camera index or a URL)")

@@ -24,6 +24,7 @@ class CameraSettings(Settings):
     frame_width: int = Field(640, ge=64, le=4096, description="pixels asked of a camera")
     frame_height: int = Field(480, ge=64, le=4096, description="pixels asked of a camera")
     folder_fps: float = Field(10.0, gt=0.0, le=120.0, description="frame rate a folder of images is played at")
+    folder_realtime: bool = Field(False, description="play a folder at folder_fps in real time, as a camera would")
 
 
 _TOPIC_PREFIX = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_/-]{0,63}")
