@@ -139,6 +139,17 @@ def test_make_targets_named_in_the_docs_exist(target):
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.parametrize("on_pi, extras, flags", [("yes", ".[test,pi]", "--system-site-packages"), ("", ".[test]", None)])
+def test_make_installs_the_pi_extras_on_a_pi_and_only_there(on_pi, extras, flags):
+    """The Pi is detected from /proc/device-tree; ON_PI forces the answer (as on a Pi, or not)."""
+    done = subprocess.run(["make", "-n", "-B", "run", f"ON_PI={on_pi}"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    venv = next(line for line in done.stdout.splitlines() if " -m venv " in line)
+    install = next(line for line in done.stdout.splitlines() if "pip install" in line and " -e " in line)
+    assert install.endswith(f"-e '{extras}'"), install
+    assert (flags in venv) if flags else ("--system-site-packages" not in venv), venv
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None and not os.environ.get("EDGE_REQUIRE_SYSTEMD"),
                     reason="systemd-analyze is not installed (CI installs systemd)")
 def test_systemd_accepts_the_unit(tmp_path):
