@@ -158,6 +158,7 @@ build_current() {
     in_root "$root" apt-get update -qq
     in_root "$root" apt-get install -y -qq --no-install-recommends "${ROOT_PACKAGES[@]}" > "$dir/apt.log" 2>&1 ||
       { tail -n 30 "$dir/apt.log"; echo "apt-get in the root failed; log: $dir/apt.log" >&2; exit 1; }
+    in_root "$root" apt-get clean  # the downloaded .debs (a few hundred MB)
   fi
   step "venv with homeassistant==$CURRENT_HA in the root"
   $SUDO cp "$(host_ca_bundle)" "$root/etc/ssl/edge-ha-host-ca.crt"

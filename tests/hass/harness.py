@@ -136,6 +136,19 @@ class HomeAssistantError(RuntimeError):
     """Home Assistant answered with an error (or not at all)."""
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the test process dies (even by SIGKILL), so no HA outlives a run.
+
+    The setting survives the execs of unshare, sh, chroot and env, which do not fork.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -308,6 +321,7 @@ class HomeAssistant:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def _deadline_check(self, deadline: float, what: str) -> None:
@@ -316,6 +330,8 @@ class HomeAssistant:
             raise HomeAssistantError(f"Home Assistant exited (code {code}) while {what}\n{self.log_tail()}")
         if time.monotonic() > deadline:
             raise HomeAssistantError(f"Home Assistant timed out while {what}\n{self.log_tail()}")
+        if "Activating recovery mode" in self.log_text():  # it then serves on 8123, not on our port
+            raise HomeAssistantError(f"Home Assistant went into recovery mode while {what}\n{self.log_tail()}")
 
     def _wait_until_answering(self) -> None:
         deadline = time.monotonic() + self.start_timeout
