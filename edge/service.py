@@ -181,7 +181,7 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
         # (--exit-at-end): one that cannot open or fails then ends the run instead of being retried.
         replay = exit_at_end or isinstance(source, FolderSource) or (isinstance(source, OpenCvSource) and source.is_file)
         try:
-            opened = stack.enter_context(source if replay else Reconnecting(source, publisher.publish_camera))
+            opened = stack.enter_context(source if replay else Reconnecting(source, publisher.publish_camera, stop=stop))
         except SourceError as exc:
             raise ConfigError(str(exc)) from None
         notifier = stack.enter_context(Notifier())

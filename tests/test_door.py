@@ -150,6 +150,44 @@ def test_a_camera_that_disappears_is_reopened_with_growing_waits_and_its_state_r
     assert camera.closed == 3
 
 
+def test_a_stop_cuts_a_reconnect_wait_short():
+    import threading
+    import time
+
+    camera = FlakyCamera(open_failures=1000, frames_per_life=0, lives=1)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    with Reconnecting(camera, first_delay=30, max_delay=30, stop=stop) as source:
+        assert source.read() is None
+    assert time.monotonic() - started < 2.0  # not the 30 s wait
+
+
+@pytest.mark.slow
+def test_sigterm_ends_edge_run_at_once_while_it_waits_for_a_camera(scene, tmp_path):
+    """systemd's stop: within a second, not at the end of a reconnect wait (up to 30 s)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    gallery_path, _ = scene
+    run = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--gallery", str(gallery_path),
+                            "--source", "rtsp://127.0.0.1:9/nothing"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "retrying in 4 s" not in (line := run.stderr.readline()):  # the third wait: 4 s
+            assert line and time.monotonic() < deadline, "edge run never started waiting for the camera"
+        time.sleep(0.2)
+        run.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        run.wait(30)
+        took = time.monotonic() - sent
+    finally:
+        run.kill()
+    assert run.returncode == 0 and took < 1.0, (run.returncode, took)
+
+
 def test_run_command_rejects_bad_overrides(capsys):
     from edge.cli import main
 

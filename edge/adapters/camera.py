@@ -20,6 +20,7 @@ Frames are BGR uint8 (H, W, 3) with a timestamp in seconds.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -201,7 +202,9 @@ class Reconnecting:
     reset after a frame arrives. ``on_state(CameraStatus)`` hears the camera
     come and go (for the published camera state).
     ``sleep`` is injectable for tests. The end of a file or folder is
-    passed through as None; only errors reconnect.
+    passed through as None; only errors reconnect. ``stop`` (an Event, set
+    e.g. by a SIGTERM handler) cuts a wait short: read() then returns None,
+    so the door stops at once whatever the camera is doing.
     """
 
     def __init__(
@@ -211,12 +214,14 @@ class Reconnecting:
         first_delay: float = 1.0,
         max_delay: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        stop: threading.Event | None = None,
     ) -> None:
         self.source = source
         self.name = source.name
         self._on_state = on_state
         self._first_delay, self._max_delay = first_delay, max_delay
         self._sleep = sleep
+        self._stop = stop
         self._open = False
 
     def __enter__(self) -> Reconnecting:
@@ -227,7 +232,7 @@ class Reconnecting:
         self._close()
 
     def read(self) -> Frame | None:
-        while True:
+        while self._open:
             try:
                 return self.source.read()
             except SourceError as exc:
@@ -235,10 +240,11 @@ class Reconnecting:
                 self._on_state(CameraStatus(False, str(exc)))
                 self._close()
                 self._reopen(initial=False)
+        return None  # stopped while waiting for the camera
 
     def _reopen(self, initial: bool) -> None:
         delay = self._first_delay
-        while True:
+        while self._stop is None or not self._stop.is_set():
             try:
                 self.source.__enter__()
                 self._open = True
@@ -249,7 +255,10 @@ class Reconnecting:
                     self._on_state(CameraStatus(False, str(exc)))
                     initial = False
                 log.warning("camera %s unavailable (%s); retrying in %.0f s", self.name, exc, delay)
-                self._sleep(delay)
+                if self._stop is not None:
+                    self._stop.wait(delay)
+                else:
+                    self._sleep(delay)
                 delay = min(delay * 2, self._max_delay)
 
     def _close(self) -> None:
