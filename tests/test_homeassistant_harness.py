@@ -35,6 +35,9 @@ def home(request, tmp_path_factory):
                 yield broker, ha, observer
             finally:
                 observer.close()
+        # Tidy after exit: HA gone, its config dir removed, nothing of the root left mounted on this host.
+        assert ha.process is None and not ha.config_dir.exists()
+        assert environment.host_mounts() == []
 
 
 def entity_id_of(ha: HomeAssistant, unique_id: str, timeout: float = 30) -> str:

@@ -80,6 +80,14 @@ class Environment:
         """The host path of a path as HA sees it."""
         return Path(inner) if self.root is None else self.root / str(inner).lstrip("/")
 
+    def host_mounts(self) -> list[str]:
+        """Mount points inside the root that this host's mount namespace sees (none, unless something leaked)."""
+        if self.root is None:
+            return []
+        prefix = str(self.root).rstrip("/") + "/"
+        points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+        return [p for p in points if p.startswith(prefix)]
+
     def command(self, args: list[str], resolv_conf: Path | None = None) -> list[str]:
         """A command line that runs ``python args...`` in this environment.
 
@@ -134,19 +142,6 @@ def ha_environment(flavour: str) -> Environment:
 
 class HomeAssistantError(RuntimeError):
     """Home Assistant answered with an error (or not at all)."""
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it when the test process dies (even by SIGKILL), so no HA outlives a run.
-
-    The setting survives the execs of unshare, sh, chroot and env, which do not fork.
-    """
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _free_port() -> int:
@@ -313,15 +308,19 @@ class HomeAssistant:
         resolv_conf = self.config_dir / "resolv.conf"
         resolv_conf.write_text("# Written by tests/hass/harness.py: no DNS for the test Home Assistant\n"
                                "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        command = self.environment.command(args, resolv_conf)
+        if shutil.which("setpriv"):
+            # SIGKILL for HA when the test process dies, even by SIGKILL: no HA outlives a run. The setting
+            # survives the execs of unshare, sh, chroot and env, none of which forks.
+            command = ["setpriv", "--pdeathsig", "KILL", "--", *command]
         self._output = open(self.config_dir / "output.log", "wb")
         self.process = subprocess.Popen(
-            self.environment.command(args, resolv_conf),
+            command,
             stdin=subprocess.DEVNULL,
             stdout=self._output,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
 
     def _deadline_check(self, deadline: float, what: str) -> None:
@@ -330,8 +329,11 @@ class HomeAssistant:
             raise HomeAssistantError(f"Home Assistant exited (code {code}) while {what}\n{self.log_tail()}")
         if time.monotonic() > deadline:
             raise HomeAssistantError(f"Home Assistant timed out while {what}\n{self.log_tail()}")
-        if "Activating recovery mode" in self.log_text():  # it then serves on 8123, not on our port
+        log = self.log_text()
+        if "Activating recovery mode" in log:  # it then serves on 8123, not on our port
             raise HomeAssistantError(f"Home Assistant went into recovery mode while {what}\n{self.log_tail()}")
+        if "Failed to create HTTP server" in log:  # e.g. someone took the port in the meantime
+            raise HomeAssistantError(f"Home Assistant could not listen on {self.port} while {what}\n{self.log_tail()}")
 
     def _wait_until_answering(self) -> None:
         deadline = time.monotonic() + self.start_timeout
