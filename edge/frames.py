@@ -15,11 +15,16 @@ import numpy as np
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One frame: ``image`` BGR uint8 (H, W, 3); ``time`` seconds (the source's clock); ``index`` from 0."""
+    """One frame: ``image`` BGR uint8 (H, W, 3); ``time`` seconds (the source's clock); ``index`` from 0.
+
+    ``dropped``: frames a live camera delivered since the last frame read that
+    nobody took (the reader was busy), dropped so that this one is the newest.
+    """
 
     image: np.ndarray
     time: float
     index: int
+    dropped: int = 0
 
 
 class FrameSource(Protocol):

@@ -75,7 +75,9 @@ class State:
 
     present: names of the known people in view, sorted. last_person: the last
     person recognized, or None. camera_online / camera_detail: whether the
-    camera delivers frames, and why not.
+    camera delivers frames, and why not. frames_dropped: frames of a live
+    camera the door had no time for since it started (it always takes the
+    newest).
     """
 
     present: tuple[str, ...]
@@ -84,6 +86,7 @@ class State:
     camera: str
     camera_online: bool = True
     camera_detail: str = ""
+    frames_dropped: int = 0
 
     @property
     def known_present(self) -> bool:
@@ -98,6 +101,7 @@ class State:
             "camera": self.camera,
             "camera_online": self.camera_online,
             "camera_detail": self.camera_detail,
+            "frames_dropped": self.frames_dropped,
             "timestamp": iso_time(),
         }
 

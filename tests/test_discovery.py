@@ -187,3 +187,10 @@ def test_every_payload_has_only_keys_and_types_home_assistant_accepts() -> None:
             assert {"name", "unique_id", "availability_topic"} <= set(payload)
         if component == "text":
             assert 0 <= payload["min"] <= payload["max"] <= 255  # Home Assistant's limit on a state
+
+
+def test_the_state_fields_documented_are_the_ones_sent() -> None:
+    from edge.adapters.discovery import STATE_FIELDS
+    from edge.messages import State
+
+    assert set(STATE_FIELDS) == set(State((), None, "door", "cam").to_dict())

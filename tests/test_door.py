@@ -243,3 +243,65 @@ def test_a_folder_played_in_real_time_hands_out_frames_at_their_time(tmp_path):
         while source.read() is not None:
             pass
     assert waits[0] == 0.0 and [round(w, 1) for w in waits[1:]] == [0.1, 0.2, 0.3]  # the fake sleep does not wait
+
+
+class FastCamera:
+    """A fake live camera: a frame every ``interval`` seconds, then a failure or the end."""
+
+    name = "fast"
+
+    def __init__(self, frames: int, interval: float, then: str = "end"):
+        self.frames, self.interval, self.then, self.index = frames, interval, then, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def read(self):
+        import time
+
+        time.sleep(self.interval)
+        if self.index >= self.frames:
+            if self.then == "fail":
+                raise SourceError("camera unplugged")
+            return None
+        self.index += 1
+        return Frame(np.zeros((4, 4, 3), np.uint8), float(self.index), self.index)
+
+
+def test_a_slow_reader_of_a_live_camera_gets_the_newest_frame_and_the_count_of_those_dropped():
+    import time
+
+    from edge.adapters.camera import NewestFrame
+
+    taken = []
+    with NewestFrame(FastCamera(frames=60, interval=0.005)) as source:
+        while (frame := source.read()) is not None:
+            taken.append((frame.index, frame.dropped))
+            time.sleep(0.03)  # the loop is six times slower than the camera
+    indexes = [index for index, _ in taken]
+    assert indexes == sorted(indexes) and len(taken) < 30
+    assert sum(dropped for _, dropped in taken) + len(taken) == 60  # every frame taken or counted
+    assert all(index - dropped > previous for (index, dropped), (previous, _) in zip(taken[1:], taken))
+
+
+def test_a_live_camera_failing_on_its_thread_fails_the_read():
+    from edge.adapters.camera import NewestFrame
+
+    with NewestFrame(FastCamera(frames=3, interval=0.001, then="fail")) as source:
+        with pytest.raises(SourceError, match="unplugged"):
+            while source.read() is not None:
+                pass
+
+
+def test_the_state_counts_the_frames_dropped(scene, engine):
+    gallery_path, _ = scene
+    publisher = RecordingPublisher()
+    with Gallery.open(gallery_path) as gallery:
+        loop = DoorLoop(engine, gallery, publisher, LoopSettings(), 0.36)
+        blank = np.full((480, 640, 3), 128, np.uint8)
+        loop.process(Frame(blank, 0.0, 0, dropped=4))
+        loop._publish_state(0.1, force=True)
+    assert publisher.states[-1].frames_dropped == 4

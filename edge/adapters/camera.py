@@ -180,13 +180,80 @@ class PiCameraSource:
         return frame
 
 
+class NewestFrame:
+    """A live camera read on a thread of its own; read() hands out only the newest frame.
+
+    A door must act on what is in front of it now: when the loop is slower
+    than the camera, the frames it had no time for are dropped (counted in
+    ``Frame.dropped``), not queued, so what it decides is never more than
+    one processed frame behind. The camera's errors come out of read() (so
+    Reconnecting can reopen it); opening and closing are the camera's own.
+    """
+
+    def __init__(self, source: FrameSource) -> None:
+        self.source = source
+        self.name = source.name
+        self._ready = threading.Condition()
+        self._newest: Frame | None = None
+        self._dropped = 0
+        self._error: SourceError | None = None
+        self._ended = False
+        self._running = False
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> NewestFrame:
+        self.source.__enter__()
+        self._newest, self._dropped, self._error, self._ended = None, 0, None, False
+        self._running = True
+        self._thread = threading.Thread(target=self._read_all, name=f"camera-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._running = False
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(5.0)  # a read blocks at most until the camera's own timeout
+        self.source.__exit__(*exc)
+
+    def read(self) -> Frame | None:
+        with self._ready:
+            self._ready.wait_for(lambda: self._newest is not None or self._error is not None or self._ended)
+            if self._newest is not None:
+                frame, self._newest = self._newest, None
+                dropped, self._dropped = self._dropped, 0
+                return Frame(frame.image, frame.time, frame.index, dropped)
+            if self._error is not None:
+                raise self._error
+            return None
+
+    def _read_all(self) -> None:
+        while self._running:
+            try:
+                frame = self.source.read()
+            except SourceError as exc:
+                with self._ready:
+                    self._error = exc
+                    self._ready.notify_all()
+                return
+            with self._ready:
+                if frame is None:
+                    self._ended = True
+                elif self._newest is not None:
+                    self._dropped += 1  # not taken in time: the newer one replaces it
+                self._newest = frame if frame is not None else self._newest
+                self._ready.notify_all()
+            if frame is None:
+                return
+
+
 def open_source(settings: CameraSettings) -> FrameSource:
     """The source ``settings.source`` names (see the module docstring); not yet opened."""
     spec, width, height, fps = settings.source, settings.frame_width, settings.frame_height, settings.folder_fps
     if spec == "picamera":
-        return PiCameraSource(width, height)
+        return NewestFrame(PiCameraSource(width, height))
     if spec.isdigit() or "://" in spec:
-        return OpenCvSource(spec, width, height)
+        return NewestFrame(OpenCvSource(spec, width, height))
     path = Path(spec)
     if path.is_dir():
         return FolderSource(path, fps, settings.folder_realtime)

@@ -55,7 +55,6 @@ from edge.names import MAX_NAME_CHARS, check_device_id
 
 STATE_FIELDS = {
     "present": "names of the known people in view now, sorted",
-    "unknown": "number of unknown faces in view now",
     "known_present": "true while at least one known person is in view (the binary sensor)",
     "last_person": "the last person recognized, or null (the sensor)",
     "timestamp": "ISO 8601 time with zone of this state",
@@ -63,6 +62,7 @@ STATE_FIELDS = {
     "camera": "the camera's name (a stream is named by host, never with its credentials)",
     "camera_online": "false while the camera is gone and being reopened",
     "camera_detail": "why the camera is offline, or empty",
+    "frames_dropped": "frames of a live camera the door had no time for since it started (it takes the newest)",
 }
 """The fields of a ``state`` message; ``known_present`` and ``last_person`` are required."""
 

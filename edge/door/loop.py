@@ -107,6 +107,7 @@ class DoorLoop:
         self._last_attempt: dict[int, float] = {}
         self._present: tuple[str, ...] = ()
         self._last_person: str | None = None
+        self._dropped = 0  # frames a live camera delivered that the loop had no time for
         self._stop = threading.Event()
         self._gallery_reported: tuple[str | None, frozenset[int]] = (None, frozenset())
         self._people_seen = -1  # the gallery's change count when the enrolled people were last told
@@ -137,6 +138,7 @@ class DoorLoop:
 
     def process(self, frame: Frame) -> list[Decision]:
         """One frame: track, match, decide; publishes and returns the decisions made."""
+        self._dropped += frame.dropped
         if self.enrollment is not None and self.enrollment.active():
             self.enrollment.process(frame)
             return []
@@ -271,7 +273,8 @@ class DoorLoop:
         present = tuple(self.decisions.present(now))
         if present != self._present or force:
             self._present = present
-            self.publisher.publish_state(State(present, self._last_person, self.device, self.camera))
+            self.publisher.publish_state(State(present, self._last_person, self.device, self.camera,
+                                               frames_dropped=self._dropped))
 
 
 FACE_MARGIN = 0.25
