@@ -134,8 +134,15 @@ def test_event_binary_sensor_button_text_image_and_a_device_trigger_automation(h
     event = ha.wait_for_state(face, lambda s: s["attributes"].get("event_type") == "recognized")
     assert event["attributes"]["name"] == "obama"
 
-    observer.publish("harness/door/present", "ON")
-    ha.wait_for_state(present, lambda s: s["state"] == "on")
+    with ha.websocket() as ws:  # a subscription sees the change as it happens
+        ws.send_json({"id": 1, "type": "subscribe_events", "event_type": "state_changed"})
+        assert ws.recv_json()["success"]
+        observer.publish("harness/door/present", "ON")
+        change = ws.recv_json()
+        while change.get("type") != "event" or change["event"]["data"]["entity_id"] != present:
+            change = ws.recv_json()
+    assert change["event"]["data"]["new_state"]["state"] == "on"
+    assert ha.state(present)["state"] == "on"
 
     ha.call_service("button", "press", {"entity_id": enroll})
     assert observer.wait_for("harness/door/enroll")[0].payload == b"PRESS"

@@ -501,11 +501,19 @@ class HomeAssistant:
 
     # -- websocket -------------------------------------------------------------------------------------------
 
-    def ws(self, message: dict, *, timeout: float = 30) -> Any:
-        """One websocket command (authenticated, ``id`` added); its ``result``, or HomeAssistantError."""
+    def websocket(self, timeout: float = 30) -> WebSocket:
+        """A websocket connection to HA's API, already authenticated; close it with ``with`` (or ``close()``).
+
+        For several commands on one connection, or a subscription::
+
+            with ha.websocket() as ws:
+                ws.send_json({"id": 1, "type": "subscribe_events", "event_type": "state_changed"})
+                ws.recv_json()   # the result, then {"id": 1, "type": "event", ...} messages
+        """
         if self.token is None:
             raise HomeAssistantError("no access token yet (not onboarded)")
-        with _WebSocket(self.host, self.port, "/api/websocket", timeout) as sock:
+        sock = WebSocket(self.host, self.port, "/api/websocket", timeout)
+        try:
             hello = sock.recv_json()
             if hello.get("type") != "auth_required":
                 raise HomeAssistantError(f"websocket: expected auth_required, got {hello}")
@@ -513,6 +521,14 @@ class HomeAssistant:
             auth = sock.recv_json()
             if auth.get("type") != "auth_ok":
                 raise HomeAssistantError(f"websocket auth: {auth}")
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def ws(self, message: dict, *, timeout: float = 30) -> Any:
+        """One websocket command (authenticated, ``id`` added); its ``result``, or HomeAssistantError."""
+        with self.websocket(timeout) as sock:
             sock.send_json({**message, "id": 1})
             while True:
                 reply = sock.recv_json()
@@ -669,6 +685,10 @@ class _WebSocket:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Send a close frame (if the connection still takes one) and close the socket."""
         try:
             self._send_frame(0x8, struct.pack("!H", 1000))
         except OSError:
@@ -732,3 +752,7 @@ class _WebSocket:
             value = json.loads(self._recv_message())
             self.pending.extend(value if isinstance(value, list) else [value])
         return self.pending.pop(0)
+
+
+WebSocket = _WebSocket
+"""The public name of the websocket client (``HomeAssistant.websocket()`` returns one, authenticated)."""
