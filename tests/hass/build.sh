@@ -4,7 +4,7 @@
 #   tests/hass/build.sh [current|oldest|all]      (default: all)
 #
 # current: homeassistant $CURRENT_HA in a venv at /opt/ha inside a Debian
-#          $CURRENT_SUITE amd64 root made with debootstrap (HA needs Python >= 3.14.2;
+#          $CURRENT_SUITE root (this host's architecture: amd64 here) made with debootstrap (HA needs Python >= 3.14.2;
 #          Debian 12 has 3.11 and Debian 13 "trixie" 3.13, so the root is Debian 14
 #          "forky", whose python3 is 3.14). Entered with chroot, in a private mount
 #          namespace (unshare -m) so that /proc, /dev and /sys mounted for it
@@ -13,7 +13,7 @@
 #
 # Cache: ${EDGE_HA_CACHE:-$HOME/.cache/edge-ha}/{current,oldest}. An environment
 # whose stamp file (JSON, with the versions) matches this recipe is left alone, so
-# a second run takes a second or two. Every download happens here: Home Assistant
+# a second run takes well under a second. Every download happens here: Home Assistant
 # then runs with --skip-pip, because the requirements of every integration it may
 # set up (tests/hass/integrations.py) are installed now.
 # Runs as root, or with sudo for apt-get, debootstrap, unshare and chroot.
@@ -137,12 +137,12 @@ build_current() {
   host_packages debootstrap:debootstrap unshare:util-linux
   if [ ! -f "$root/.edge-debootstrap-done" ] || ! grep -qx "$CURRENT_SUITE" "$root/.edge-debootstrap-done"; then
     local mirror; mirror=$(debian_mirror)
-    step "debootstrap Debian $CURRENT_SUITE amd64 from $mirror into $root"
+    step "debootstrap Debian $CURRENT_SUITE $(dpkg --print-architecture) from $mirror into $root"
     $SUDO rm -rf "$root"
     # The script of an unknown newer suite is sid's (this host's debootstrap may predate the suite's name).
     local script=/usr/share/debootstrap/scripts/$CURRENT_SUITE
     [ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
-    $SUDO debootstrap --arch=amd64 --variant=minbase \
+    $SUDO debootstrap --arch="$(dpkg --print-architecture)" --variant=minbase \
       --include=python3,python3-venv,ca-certificates \
       "$CURRENT_SUITE" "$root" "$mirror" "$script" > "$dir/debootstrap.log" 2>&1 ||
       { tail -n 30 "$dir/debootstrap.log"; echo "debootstrap failed; full log: $dir/debootstrap.log" >&2; exit 1; }
