@@ -35,16 +35,12 @@ import pytest
 from broker import Mosquitto, mosquitto_binary
 from edge import demo
 from edge.adapters.discovery import Topics, discovery_messages, people_messages, person_key
-from hass.harness import FLAVOURS, HomeAssistant, _WebSocket, ha_environment
+from hass.harness import FLAVOURS, HomeAssistant, ha_environment
 
 pytestmark = pytest.mark.slow
 
 DEVICE, NAME = "front_door", "Front door"
 OBAMA = f"binary_sensor.edge_{DEVICE}_{person_key('obama')}_present"
-
-
-def entity_id(topic: str, payload: dict) -> str:
-    return payload["default_entity_id"]
 
 
 def advertised() -> dict[str, str]:
@@ -60,11 +56,7 @@ class StateWatcher:
 
     def __init__(self, ha: HomeAssistant) -> None:
         self.changes: list[tuple[str, str | None]] = []
-        self._ws = _WebSocket(ha.host, ha.port, "/api/websocket", 30)
-        self._ws.__enter__()
-        self._ws.recv_json()
-        self._ws.send_json({"type": "auth", "access_token": ha.token})
-        assert self._ws.recv_json()["type"] == "auth_ok"
+        self._ws = ha.websocket()
         self._ws.send_json({"id": 1, "type": "subscribe_events", "event_type": "state_changed"})
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -82,7 +74,7 @@ class StateWatcher:
 
     def close(self) -> None:
         self._stop = True
-        self._ws.__exit__(None, None, None)
+        self._ws.close()
 
 
 @pytest.fixture(params=FLAVOURS)
