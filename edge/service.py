@@ -33,6 +33,7 @@ from edge.door.loop import DoorLoop, Publisher
 from edge.enrollment.at_door import DoorEnrollment, EnrollmentRefused
 from edge.gallery.errors import GalleryError
 from edge.gallery.store import Gallery
+from edge.gallery.topk import warm_up
 from edge.messages import EnrollmentMessage
 from edge.perception.engine import FaceEngine
 from edge.perception.modelset import embedding_model_id
@@ -159,6 +160,8 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
             publisher = home_assistant
         commands.model_id = model_id = embedding_model_id(config.recognition)
         gallery = stack.enter_context(Gallery.open(gallery_path, model_id=model_id))
+        # A fresh install compiles the search kernels (seconds): meanwhile, not when the first face comes.
+        threading.Thread(target=warm_up, args=(gallery.dtype, gallery.dim), name="search-warm-up", daemon=True).start()
         if source is None:
             raise ConfigError(str(bad_source))
         engine = stack.enter_context(FaceEngine.open(config.recognition))

@@ -103,6 +103,13 @@ def top_k(
     return (scores[0], rows[0]) if single else (scores, rows)
 
 
+def warm_up(dtype: str, dim: int) -> None:
+    """Compile the search kernels for ``dtype`` rows of ``dim`` now, as the first search would
+    (seconds on a fresh install; a cache lookup once numba's cache holds them)."""
+    matrix = np.zeros((1, dim), np.dtype(dtype))
+    top_k(matrix, np.zeros((1, dim), np.float32), 1, None if matrix.dtype == np.float32 else np.ones(1, np.float32))
+
+
 def _read_only(array: np.ndarray) -> np.ndarray:
     """A read-only view: numba compiles read-only and writable arrays separately, and
     gallery matrices are read-only mappings, so everything goes in read-only (one
