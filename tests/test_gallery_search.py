@@ -128,3 +128,12 @@ def test_empty_gallery_and_bad_queries(tmp_path):
         assert identify(gallery, unit(np.ones((2, 128))), SearchSettings(match_threshold=0.3)) == [None, None]
         with pytest.raises(DimensionMismatchError):
             search(gallery, unit(np.ones(64)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_warm_up_compiles_what_a_search_uses(dtype):
+    from edge.gallery.topk import _scan, warm_up
+
+    warm_up(dtype, 128)
+    kinds = {str(signature[0].dtype) for signature in _scan.signatures}
+    assert dtype in kinds  # the first real search finds the kernel compiled
