@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on Python 3.13 in a Debian 13 "trixie" amd64 root (the base of
+# Raspberry Pi OS Trixie), natively: debootstrap, then chroot in a private mount namespace.
+#
+#   tests/trixie/run-suite.sh                 # `make test` in the root, as .ci/run runs it
+#   tests/trixie/run-suite.sh --rebuild       # the same on a freshly built root
+#   tests/trixie/run-suite.sh -x -k mqtt      # other arguments go to pytest (.venv/bin/python -m pytest ARGS)
+#
+# The root is built once and cached in ${EDGE_TRIXIE_CACHE:-$HOME/.cache/edge-trixie}/root; a stamp file
+# (stamp.json) records the recipe it was built from, and a root whose stamp matches is reused. Each run
+# copies the repository's committed files (git archive HEAD: no .venv, no uncommitted edits) to
+# /work/edge in the root, makes ../shared (bind-mounted read-only) visible at /work/shared as in CI,
+# and runs `make test` there with EDGE_REQUIRE_MOSQUITTO/XVFB/LFW/SYSTEMD=1, i.e. .ci/run's command.
+# The Home Assistant tests skip: they need tests/hass/build.sh's environments, which are not built
+# in the root (and EDGE_REQUIRE_HOMEASSISTANT is not set there); .ci/run runs them on the host.
+# pip downloads from PyPI inside the root; its cache is kept in the cache folder between runs (it saves
+# downloads only where PyPI's answers are cacheable: through a proxy that strips their headers, not).
+# Prints the Python and key package versions, the pytest summary and the time of each step, and exits
+# with pytest's status. Everything mounted for the root lives in a private mount namespace, so it
+# vanishes with the run's processes, even if this script is killed; on exit, any process still running
+# in the root (one a killed test left) is killed.
+# Runs as root, or with sudo for apt-get, debootstrap, unshare and chroot.
+set -euo pipefail
+
+SUITE=trixie
+# In the root: Python 3.13 with venv and headers; make for `make test`; python3-tk for the `edge enroll`
+# preview window (tkinter: Debian ships it apart from the standard library); mosquitto (broker and
+# mosquitto_passwd) and openssl for the MQTT and TLS tests; xvfb and xdotool for the window tests;
+# systemd for systemd-analyze verify; CA certificates for pip; tzdata. The wheels (numpy, OpenCV
+# headless, LiteRT, numba/llvmlite) bundle their own libraries and need nothing more from apt.
+ROOT_PACKAGES=(python3 python3-venv python3-dev python3-tk make ca-certificates mosquitto openssl xvfb xdotool systemd tzdata)
+KEY_PACKAGES=(numpy opencv-python-headless ai-edge-litert numba llvmlite paho-mqtt pydantic)
+RECIPE=1  # bump to force a rebuild when the root's build steps change
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+REPO="$(git -C "$HERE" rev-parse --show-toplevel)"
+SHARED="$(cd "$REPO/.." && pwd)/shared"
+CACHE="${EDGE_TRIXIE_CACHE:-$HOME/.cache/edge-trixie}"
+ROOT="$CACHE/root"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+
+REBUILD=0
+PYTEST_ARGS=()
+for arg in "$@"; do
+  case "$arg" in
+    --rebuild) REBUILD=1 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed -n 's/^# \{0,1\}//p'; exit 0 ;;
+    *) PYTEST_ARGS+=("$arg") ;;
+  esac
+done
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+T_START=$(now)
+STEP_T=""
+STEP_NAME=""
+TIMES=()
+step() {  # step NAME: ends the previous step (printing its time) and starts the next
+  step_end
+  STEP_NAME="$1"
+  STEP_T=$(now)
+  echo "==> $STEP_NAME"
+}
+step_end() {
+  if [ -n "$STEP_NAME" ]; then
+    local s; s=$(elapsed "$STEP_T")
+    echo "    $STEP_NAME: $s s"
+    TIMES+=("$(printf '%8s s  %s' "$s" "$STEP_NAME")")
+  fi
+  STEP_NAME=""
+}
+
+host_packages() {  # host_packages CMD:PACKAGE ...: apt-get install the packages whose command is missing
+  local missing=() need
+  for need in "$@"; do
+    command -v "${need%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${need%%:*}" ] || missing+=("${need#*:}")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    step "apt-get install on the host: ${missing[*]}"
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+debian_mirror() {  # the Debian archive this machine's apt uses (a local mirror or proxy if it has one)
+  if [ -n "${EDGE_TRIXIE_DEBIAN_MIRROR:-}" ]; then echo "$EDGE_TRIXIE_DEBIAN_MIRROR"; return; fi
+  local uri
+  uri=$(
+    {
+      # deb822 .sources files: the first URI of the stanzas whose suites are not -security
+      for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        awk 'BEGIN{RS=""; FS="\n"} {u=""; s=""; for(i=1;i<=NF;i++){ if($i ~ /^URIs:/){sub(/^URIs:[ \t]*/,"",$i); split($i,a," "); u=a[1]} if($i ~ /^Suites:/) s=$i } if(u!="" && s !~ /security/) print u}' "$f"
+      done
+      # one-line sources
+      cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+        awk '$1=="deb" { for(i=2;i<=NF;i++) if ($i !~ /^\[/ && $i !~ /\]$/) { if ($(i+1) !~ /security/) print $i; break } }'
+    } | grep -i '/debian/\{0,1\}$' | grep -v -i security | head -n1
+  ) || true
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+host_ca_bundle() {  # the CA bundle pip on this host trusts (it may hold a proxy's CA the root lacks)
+  local f
+  for f in "${PIP_CERT:-}" "${REQUESTS_CA_BUNDLE:-}" "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt; do
+    if [ -n "$f" ] && [ -f "$f" ]; then echo "$f"; return; fi
+  done
+}
+
+# On every exit: kill the processes still running in the root (a broker or Xvfb that a killed test left;
+# they would keep its mount namespace alive), and unmount whatever under the root is mounted in this
+# namespace (nothing should be: the mounts are made in the private one).
+in_root_pids() {
+  local link pid
+  for link in /proc/[0-9]*/root; do
+    pid=${link#/proc/}; pid=${pid%/root}
+    if [ "$(readlink "$link" 2>/dev/null)" = "$ROOT" ]; then echo "$pid"; fi
+  done
+}
+cleanup() {
+  local status=$?
+  local pids tries=0
+  pids=$(in_root_pids)
+  if [ -n "$pids" ]; then
+    echo "stopping the processes still running in the root: $(echo $pids)" >&2
+    # shellcheck disable=SC2086
+    $SUDO kill -TERM $pids 2>/dev/null || true
+    while pids=$(in_root_pids) && [ -n "$pids" ] && [ $tries -lt 30 ]; do sleep 0.1; tries=$((tries + 1)); done
+    # shellcheck disable=SC2086
+    [ -z "$pids" ] || $SUDO kill -KILL $pids 2>/dev/null || true
+  fi
+  local mounts
+  mounts=$(mounted_under_root)
+  if [ -n "$mounts" ]; then
+    echo "unmounting what was left mounted under $ROOT" >&2
+    echo "$mounts" | while read -r m; do $SUDO umount -l "$m" 2>/dev/null || true; done
+  fi
+  exit "$status"
+}
+
+# in_root CMD...: runs CMD in the root, in a private mount namespace, with /proc, /dev (a fresh
+# /dev/shm), /sys, a tmpfs /tmp, the host's resolv.conf, the pip cache and ../shared (read-only) mounted,
+# and a clean environment (EDGE_* and OPENBLAS_* are passed on).
+in_root() {
+  local envs=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
+    DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_DEFAULT_TIMEOUT=180
+    PIP_CERT=/etc/ssl/edge-host-ca.crt)
+  local v
+  for v in PIP_INDEX_URL OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; do
+    if [ -n "${!v:-}" ]; then envs+=("$v=${!v}"); fi
+  done
+  envs+=("${IN_ROOT_ENV[@]}")
+  $SUDO unshare --mount --propagation private -- /bin/sh -c '
+    set -e
+    root="$1"; shared="$2"; pipcache="$3"; shift 3
+    mount -t proc proc "$root/proc"
+    mount --rbind /dev "$root/dev"
+    mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/dev/shm"
+    mount --rbind /sys "$root/sys"
+    mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/tmp"
+    [ -L "$root/etc/resolv.conf" ] && rm -f "$root/etc/resolv.conf"
+    [ -e "$root/etc/resolv.conf" ] || : > "$root/etc/resolv.conf"
+    mount --bind /etc/resolv.conf "$root/etc/resolv.conf"
+    mkdir -p "$root/root/.cache/pip" "$root/work/shared"
+    mount --bind "$pipcache" "$root/root/.cache/pip"
+    if [ -d "$shared" ]; then
+      mount --bind "$shared" "$root/work/shared"
+      mount -o remount,bind,ro "$root/work/shared"
+    fi
+    exec chroot "$root" /usr/bin/env -i "$@"
+  ' sh "$ROOT" "$SHARED" "$CACHE/pip" "${envs[@]}" "$@"
+}
+IN_ROOT_ENV=()
+
+mounted_under_root() {  # what is mounted under the root in this mount namespace (deepest first)
+  awk -v r="$ROOT" '$5 == r || index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r
+}
+safe_rm() {  # safe_rm DIR: rm -rf, refusing while anything is mounted under the root (a bind of ../shared)
+  if [ -n "$(mounted_under_root)" ]; then
+    echo "refusing to delete $1: mounted under $ROOT: $(mounted_under_root | tr '\n' ' ')" >&2
+    exit 1
+  fi
+  $SUDO rm -rf --one-file-system "$1"
+}
+
+build_root() {
+  local key="suite=$SUITE packages=${ROOT_PACKAGES[*]} recipe=$RECIPE"
+  if [ "$REBUILD" = 0 ] && [ -f "$CACHE/stamp.json" ] && grep -qF "\"recipe\": \"$key\"" "$CACHE/stamp.json"; then
+    echo "root: up to date ($ROOT, built $(sed -n 's/.*"built": "\([^"]*\)".*/\1/p' "$CACHE/stamp.json"))"
+    return
+  fi
+  local t0; t0=$(now)
+  $SUDO rm -f "$CACHE/stamp.json"
+  host_packages debootstrap:debootstrap unshare:util-linux chroot:coreutils
+  local mirror; mirror=$(debian_mirror)
+  step "debootstrap Debian $SUITE amd64 (minbase) from $mirror into $ROOT"
+  safe_rm "$ROOT"
+  $SUDO debootstrap --arch=amd64 --variant=minbase --include=ca-certificates \
+    "$SUITE" "$ROOT" "$mirror" > "$CACHE/debootstrap.log" 2>&1 ||
+    { tail -n 30 "$CACHE/debootstrap.log"; echo "debootstrap failed; full log: $CACHE/debootstrap.log" >&2; exit 1; }
+  # This host's apt may use a frozen mirror or snapshot whose Release files are past Valid-Until; allow it.
+  printf 'Acquire::Check-Valid-Until "false";\n' | $SUDO tee "$ROOT/etc/apt/apt.conf.d/99edge-trixie" >/dev/null
+  step "apt-get install in the root: ${ROOT_PACKAGES[*]}"
+  $SUDO cp "$(host_ca_bundle)" "$ROOT/etc/ssl/edge-host-ca.crt"
+  in_root apt-get update -qq > "$CACHE/apt.log" 2>&1 &&
+    in_root apt-get install -y -q --no-install-recommends "${ROOT_PACKAGES[@]}" >> "$CACHE/apt.log" 2>&1 ||
+    { tail -n 30 "$CACHE/apt.log"; echo "apt-get in the root failed; log: $CACHE/apt.log" >&2; exit 1; }
+  in_root apt-get clean  # the downloaded .debs
+  step_end
+  local python; python=$(in_root python3 -c 'import platform; print(platform.python_version())')
+  local seconds; seconds=$(elapsed "$t0")
+  printf '{\n  "recipe": "%s",\n  "debian_suite": "%s",\n  "mirror": "%s",\n  "python": "%s",\n  "built": "%s",\n  "build_seconds": %s\n}\n' \
+    "$key" "$SUITE" "$mirror" "$python" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$seconds" | $SUDO tee "$CACHE/stamp.json.tmp" >/dev/null
+  $SUDO mv "$CACHE/stamp.json.tmp" "$CACHE/stamp.json"
+  echo "root: Debian $SUITE with Python $python built in $seconds s"
+}
+
+$SUDO mkdir -p "$CACHE" "$CACHE/pip" "$CACHE/logs"
+exec 9> "$CACHE/.lock"
+flock 9  # one run at a time per cache (the root's /work/edge is shared)
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+build_root
+$SUDO cp "$(host_ca_bundle)" "$ROOT/etc/ssl/edge-host-ca.crt"  # the host's CAs may have changed since
+
+REVISION=$(git -C "$REPO" rev-parse --short HEAD)
+SUBJECT=$(git -C "$REPO" log -1 --format=%s | cut -c1-100)
+step "copy the committed files of $REVISION (git archive HEAD) to /work/edge in the root"
+safe_rm "$ROOT/work/edge"
+$SUDO mkdir -p "$ROOT/work/edge" "$ROOT/work/shared"
+git -C "$REPO" archive HEAD | $SUDO tar -x -C "$ROOT/work/edge"
+if [ ! -f "$SHARED/data/lfw/pairs.csv" ]; then
+  echo "    warning: $SHARED/data/lfw/pairs.csv is missing: the LFW tests will fail (EDGE_REQUIRE_LFW=1)" >&2
+fi
+
+LOG="$CACHE/logs/run-$(date -u +%Y%m%dT%H%M%SZ).log"
+# keep the 20 newest logs
+find "$CACHE/logs" -name 'run-*.log' -printf '%f\n' | sort -r | tail -n +20 | while read -r old; do $SUDO rm -f "$CACHE/logs/$old"; done
+step "make .venv/.installed in the root (python3 -m venv, pip install -e '.[test]' from PyPI)"
+logged() {  # logged CMD...: in_root CMD... with its output shown and added to $LOG; its status
+  # In the background, waited for: a signal to this script is then handled at once (the trap stops what
+  # runs in the root), not after the command ends.
+  ( set -o pipefail; in_root "$@" 2>&1 | tee -a "$LOG" ) &
+  local status=0
+  wait $! || status=$?
+  return $status
+}
+logged /bin/sh -c 'cd /work/edge && exec make .venv/.installed' || { echo "installing in the root failed; log: $LOG" >&2; exit 1; }
+step_end
+
+VERSIONS=$(in_root /work/edge/.venv/bin/python - "${KEY_PACKAGES[@]}" <<'PY'
+import platform, sys
+from importlib import metadata
+print(f"Python {platform.python_version()} ({sys.executable}, {platform.platform()})")
+for name in sys.argv[1:]:
+    try:
+        print(f"  {name} {metadata.version(name)}")
+    except metadata.PackageNotFoundError:
+        print(f"  {name} not installed")
+PY
+)
+DEBIAN_VERSION=$(cat "$ROOT/etc/debian_version")
+echo "Debian $DEBIAN_VERSION ($SUITE) root, $VERSIONS"
+
+IN_ROOT_ENV=(EDGE_REQUIRE_MOSQUITTO=1 EDGE_REQUIRE_XVFB=1 EDGE_REQUIRE_LFW=1 EDGE_REQUIRE_SYSTEMD=1)
+if [ ${#PYTEST_ARGS[@]} -eq 0 ]; then
+  step "make test in the root (EDGE_REQUIRE_MOSQUITTO/XVFB/LFW/SYSTEMD=1, no Home Assistant)"
+  STATUS=0
+  logged /bin/sh -c 'cd /work/edge && exec make test' || STATUS=$?
+  # make exits 2 when its recipe fails; pytest's own status is in make's "Error N" line.
+  ERR=$(tail -n 5 "$LOG" | sed -n 's/^make: \*\*\* \[.*test\] Error \([0-9]*\)$/\1/p' | tail -n1)
+  if [ "$STATUS" != 0 ] && [ -n "$ERR" ]; then STATUS=$ERR; fi
+else
+  step "pytest$(printf ' %q' "${PYTEST_ARGS[@]}") in the root (EDGE_REQUIRE_MOSQUITTO/XVFB/LFW/SYSTEMD=1, no Home Assistant)"
+  STATUS=0
+  logged /bin/sh -c 'cd /work/edge && exec .venv/bin/python -m pytest "$@"' sh "${PYTEST_ARGS[@]}" || STATUS=$?
+fi
+step_end
+IN_ROOT_ENV=()
+
+# pytest's closing line, with or without its ===== frame (-q drops it)
+SUMMARY=$(grep -E '^(=+ )?([0-9]+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed|warnings?)(, )?)+ in [0-9.]+s|^(=+ )?no tests ran in ' "$LOG" | tail -n1 || true)
+echo
+echo "==== trixie run summary ===="
+echo "date:     $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "revision: $REVISION $SUBJECT"
+echo "root:     Debian $DEBIAN_VERSION ($SUITE) amd64, native, chroot; $(nproc) cores"
+echo "$VERSIONS"
+echo "pytest:   ${SUMMARY:-no summary line (see $LOG)}"
+echo "status:   $STATUS"
+echo "steps:"
+printf '%s\n' "${TIMES[@]}"
+echo "$(printf '%8s s  %s' "$(elapsed "$T_START")" "in all")"
+echo "log:      $LOG"
+# last, pytest's own closing line (what a reader of the output, or CI, looks for at the end)
+[ -z "$SUMMARY" ] || echo "$SUMMARY"
+exit "$STATUS"
