@@ -32,67 +32,12 @@ RECIPE=1  # bump to force a rebuild when the steps below change
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CACHE="${EDGE_HA_CACHE:-$HOME/.cache/edge-ha}"
-SUDO=""
-if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
 
-now() { date +%s.%N; }
+source "$HERE/../debian-host.sh"  # now, elapsed, step, step_end, host_packages, debian_mirror, host_ca_bundle
 T_START=$(now)
-STEP_T=""
-STEP_NAME=""
-step() {  # step NAME: ends the previous step (printing its time) and starts the next
-  step_end
-  STEP_NAME="$1"
-  STEP_T=$(now)
-  echo "==> $STEP_NAME"
-}
-step_end() {
-  if [ -n "$STEP_NAME" ]; then
-    echo "    $STEP_NAME: $(elapsed "$STEP_T") s"
-  fi
-  STEP_NAME=""
-}
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # pip on this machine may be configured with indexes that do not exist; its warnings about them are noise.
 quiet_pip_filter() { grep -v -E "^WARNING: Location 'file:|is ignored: it is either a non-existing path" || true; }
-
-host_packages() {  # host_packages CMD:PACKAGE ...: apt-get install the packages whose command is missing
-  local missing=() need
-  for need in "$@"; do
-    command -v "${need%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${need%%:*}" ] || missing+=("${need#*:}")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    step "apt-get install on the host: ${missing[*]}"
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-}
-
-debian_mirror() {  # the Debian archive this machine's apt uses (a local mirror or proxy if it has one)
-  if [ -n "${EDGE_HA_DEBIAN_MIRROR:-}" ]; then echo "$EDGE_HA_DEBIAN_MIRROR"; return; fi
-  local uri
-  uri=$(
-    {
-      # deb822 .sources files: the URIs of stanzas whose suites are not -security
-      for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        awk 'BEGIN{RS=""; FS="\n"} {u=""; s=""; for(i=1;i<=NF;i++){ if($i ~ /^URIs:/){sub(/^URIs:[ \t]*/,"",$i); split($i,a," "); u=a[1]} if($i ~ /^Suites:/) s=$i } if(u!="" && s !~ /security/) print u}' "$f"
-      done
-      # one-line sources
-      cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-        awk '$1=="deb" { for(i=2;i<=NF;i++) if ($i !~ /^\[/ && $i !~ /\]$/) { if ($(i+1) !~ /security/) print $i; break } }'
-    } | grep -v -i security | head -n1
-  )
-  echo "${uri:-http://deb.debian.org/debian}"
-}
-
-host_ca_bundle() {  # the CA bundle pip on this host trusts (it may hold a proxy's CA the root lacks)
-  local f
-  for f in "${PIP_CERT:-}" "${REQUESTS_CA_BUNDLE:-}" "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt; do
-    if [ -n "$f" ] && [ -f "$f" ]; then echo "$f"; return; fi
-  done
-}
 
 stamp_matches() {  # stamp_matches FILE KEY
   [ -f "$1" ] && grep -q "\"recipe\": \"$2\"" "$1"
