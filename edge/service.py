@@ -132,8 +132,9 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
         raise ConfigError("no gallery: pass --gallery DIR or set [gallery] path (make one with `edge gallery build`)")
     gallery_path = Path(config.gallery.path)
     door = config.door
+    stop = threading.Event()  # set by SIGTERM/SIGINT: ends the loop, and any wait for the camera
     try:
-        source, bad_source = open_source(config.camera), None  # not opened yet: only its name is used before
+        source, bad_source = open_source(config.camera, stop), None  # not opened yet: only its name is used before
     except SourceError as exc:
         source, bad_source = None, exc
     with ExitStack() as stack:
@@ -179,7 +180,7 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
         )
         if config.button.pin is not None:
             stack.enter_context(EnrollButton(config.button, commands.start_from_button, loop.enrollment.cancel))
-        stop = stack.enter_context(_stop_on_signals(loop))
+        stack.enter_context(_stop_on_signals(loop, stop))
         # A file or folder is played once; so is a camera when the run is to end with its source
         # (--exit-at-end): one that cannot open or fails then ends the run instead of being retried.
         replay = exit_at_end or isinstance(source, FolderSource) or (isinstance(source, OpenCvSource) and source.is_file)
@@ -208,9 +209,8 @@ def _enrolled(gallery_path: Path) -> tuple[str, ...]:
 
 
 @contextmanager
-def _stop_on_signals(loop: DoorLoop) -> Iterator[threading.Event]:
-    """SIGTERM and SIGINT stop the loop (and set the event); the previous handlers come back after."""
-    stop = threading.Event()
+def _stop_on_signals(loop: DoorLoop, stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT stop the loop and set ``stop``; the previous handlers come back after."""
 
     def on_signal(signum, frame) -> None:
         stop.set()
@@ -218,7 +218,7 @@ def _stop_on_signals(loop: DoorLoop) -> Iterator[threading.Event]:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield stop
+        yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -234,9 +234,6 @@ def test_sigterm_ends_the_door_at_once_while_it_waits_for_the_camera(door, camer
     assert_ended_cleanly(run, run.terminate())
 
 
-@pytest.mark.xfail(strict=True, reason="edge bug: a stream that stalls (server alive, no frames, no error) keeps "
-                   "edge run from ending on SIGTERM until OpenCV's 30 s read timeout: NewestFrame.read waits "
-                   "for a frame without looking at the stop request")
 def test_sigterm_ends_the_door_at_once_while_the_stream_stalls(door, camera, runs):
     run = runs("--source", camera.url, "--gallery", door.gallery)
     run.wait_for_event("recognized", "obama")

@@ -188,11 +188,17 @@ class NewestFrame:
     ``Frame.dropped``), not queued, so what it decides is never more than
     one processed frame behind. The camera's errors come out of read() (so
     Reconnecting can reopen it); opening and closing are the camera's own.
+    ``stop`` (set e.g. by SIGTERM) makes a read() that waits return None at
+    once, even from a stream that has stalled without an error.
     """
 
-    def __init__(self, source: FrameSource) -> None:
+    POLL = 0.1
+    """Seconds between looks at ``stop`` while waiting for a frame."""
+
+    def __init__(self, source: FrameSource, stop: threading.Event | None = None) -> None:
         self.source = source
         self.name = source.name
+        self._stop = stop
         self._ready = threading.Condition()
         self._newest: Frame | None = None
         self._dropped = 0
@@ -213,12 +219,18 @@ class NewestFrame:
         self._running = False
         thread, self._thread = self._thread, None
         if thread is not None:
-            thread.join(5.0)  # a read blocks at most until the camera's own timeout
+            thread.join(0.2)  # a frame in flight; a stalled stream's read may block for its timeout (30 s)
+            if thread.is_alive():  # stuck in a read of a stalled stream: closing under it is not safe
+                log.warning("camera %s still blocked in a read; left to close when the process ends", self.name)
+                return
         self.source.__exit__(*exc)
 
     def read(self) -> Frame | None:
         with self._ready:
-            self._ready.wait_for(lambda: self._newest is not None or self._error is not None or self._ended)
+            while not (self._newest is not None or self._error is not None or self._ended):
+                if self._stop is not None and self._stop.is_set():
+                    return None
+                self._ready.wait(self.POLL)
             if self._newest is not None:
                 frame, self._newest = self._newest, None
                 dropped, self._dropped = self._dropped, 0
@@ -247,13 +259,14 @@ class NewestFrame:
                 return
 
 
-def open_source(settings: CameraSettings) -> FrameSource:
-    """The source ``settings.source`` names (see the module docstring); not yet opened."""
+def open_source(settings: CameraSettings, stop: threading.Event | None = None) -> FrameSource:
+    """The source ``settings.source`` names (see the module docstring); not yet opened.
+    ``stop`` cuts a live camera's wait for a frame short (NewestFrame)."""
     spec, width, height, fps = settings.source, settings.frame_width, settings.frame_height, settings.folder_fps
     if spec == "picamera":
-        return NewestFrame(PiCameraSource(width, height))
+        return NewestFrame(PiCameraSource(width, height), stop)
     if spec.isdigit() or "://" in spec:
-        return NewestFrame(OpenCvSource(spec, width, height))
+        return NewestFrame(OpenCvSource(spec, width, height), stop)
     path = Path(spec)
     if path.is_dir():
         return FolderSource(path, fps, settings.folder_realtime)
