@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -77,6 +78,7 @@ class EdgeRun:
         self.process = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", *map(str, args)],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.events: list[tuple[float, dict]] = []
+        self.killed = False
         self.log: list[tuple[float, str]] = []
         self._cond = threading.Condition()
         self._readers = [threading.Thread(target=self._read, args=(self.process.stdout, True), daemon=True),
@@ -114,13 +116,14 @@ class EdgeRun:
         with self._cond:
             return "\n".join(line for _, line in self.log)
 
-    def terminate(self) -> float:
-        """SIGTERM; the seconds until the process ended (or SIGKILL after 30 s)."""
+    def terminate(self, wait: float = 30.0) -> float:
+        """SIGTERM; the seconds until the process ended (SIGKILL after ``wait`` s: ``killed``)."""
         sent = time.monotonic()
         self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(30)
+            self.process.wait(wait)
         except subprocess.TimeoutExpired:
+            self.killed = True
             self.process.kill()
             self.process.wait()
         took = time.monotonic() - sent
@@ -149,9 +152,10 @@ def runs():
 
 
 def assert_ended_cleanly(run: EdgeRun, took: float) -> None:
+    assert not run.killed, f"edge run still running {took:.1f} s after SIGTERM (killed):\n{run.stderr()[-3000:]}"
     print(f"SIGTERM ended edge run in {took:.3f} s")
-    assert run.process.returncode == 0, run.stderr()[-3000:]
     assert took < STOP_WITHIN, f"SIGTERM took {took:.2f} s to end edge run:\n{run.stderr()[-3000:]}"
+    assert run.process.returncode == 0, run.stderr()[-3000:]
     assert "Traceback" not in run.stderr(), run.stderr()
 
 
@@ -240,18 +244,29 @@ def test_sigterm_ends_the_door_at_once_while_the_stream_stalls(door, camera, run
     camera.process.send_signal(signal.SIGSTOP)  # the server freezes: its connections stay open, nothing comes
     try:
         time.sleep(1.0)
-        sent = time.monotonic()
-        run.process.send_signal(signal.SIGTERM)
-        try:
-            run.process.wait(STOP_WITHIN + 1.0)
-        except subprocess.TimeoutExpired:
-            pass
-        took = time.monotonic() - sent
-        ended = run.process.poll() is not None
+        took = run.terminate(wait=STOP_WITHIN + 1.0)
     finally:
-        run.kill()
         camera.process.send_signal(signal.SIGCONT)
-    assert ended and took < STOP_WITHIN, f"still running {took:.1f} s after SIGTERM"
+    assert_ended_cleanly(run, took)
+
+
+@pytest.mark.xfail(strict=True, reason="edge bug: SIGTERM waits for OpenCV's 30 s open timeout while the camera "
+                   "is being (re)opened and accepts the connection without answering: cv2.VideoCapture blocks the "
+                   "main thread (Reconnecting._reopen -> NewestFrame.__enter__ -> OpenCvSource.__enter__), "
+                   "so the signal handler runs only when it returns")
+def test_sigterm_ends_the_door_at_once_while_it_opens_a_camera_that_does_not_answer(door, runs):
+    """A camera that takes the connection and says nothing (hung firmware): its RTSP handshake never ends."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        silent.settimeout(TIMEOUT)
+        run = runs("--source", f"rtsp://127.0.0.1:{silent.getsockname()[1]}/door", "--gallery", door.gallery)
+        connection, _ = silent.accept()  # edge is in the camera's open now, waiting for an answer
+        with connection:
+            time.sleep(0.5)
+            assert run.process.poll() is None, run.stderr()[-3000:]
+            took = run.terminate(wait=STOP_WITHIN + 1.0)
+    assert_ended_cleanly(run, took)
 
 
 def _wait_for_state(observer: Observer, topic: str, online: bool, timeout: float = 15.0) -> None:
