@@ -18,12 +18,15 @@ Obama's first visit starts is that visit's, the next one the next visit's).
 
 Codes, in the same run, alternating round by round:
 
-- ``now``: this checkout (a live camera is read on a thread of its own and
-  the loop takes the newest frame; the frames it had no time for are
-  dropped);
+- ``now``: ``--now`` (default HEAD: the committed code; a live camera is read
+  on a thread of its own and the loop takes the newest frame, the frames it
+  had no time for are dropped);
 - ``before``: git revision ``--before`` (default 3cf5d17, the commit before
-  that change: the loop reads the stream frame after frame), checked out into
-  a temporary worktree and run with PYTHONPATH=<worktree> and the same venv.
+  that change: the loop reads the stream frame after frame);
+
+each checked out into a temporary worktree (git worktree add --detach) and
+run with PYTHONPATH=<worktree> and the same venv, so that what is measured
+is the revision named, whatever happens to this checkout meanwhile.
 
 Each code first plays a short folder of frames (discarded), so that its
 numba kernels are compiled and cached on disk before it is timed (a fresh
@@ -42,7 +45,7 @@ retained MQTT state) is read in one more run per door with ``--mqtt``
 against a real Mosquitto where it is installed (the old code does not
 report it).
 
-    .venv/bin/python benchmarks/live.py [--before 3cf5d17] [--rounds 3] [--repeats 2] \\
+    .venv/bin/python benchmarks/live.py [--now HEAD] [--before 3cf5d17] [--rounds 3] [--repeats 2] \\
         [--json benchmarks/results/live.json] [--txt benchmarks/results/live.txt]
 
 Needs ffmpeg and GStreamer's RTSP server (tests/rtsp.py names the Debian packages).
@@ -89,10 +92,7 @@ LATE = 45.0
 
 
 def edge_env(code: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    if code != REPO:
-        env["PYTHONPATH"] = str(code)  # ahead of the venv's editable install of this checkout
-    return env
+    return {**os.environ, "PYTHONPATH": str(code)}  # ahead of the venv's editable install of this checkout
 
 
 def which_edge(code: Path) -> str:
@@ -226,7 +226,8 @@ def summary(results: list[dict], doors: list[str], codes: list[str]) -> list[lis
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", default="3cf5d17", help="the revision compared with this checkout")
+    parser.add_argument("--now", default="HEAD", help="the revision measured as now")
+    parser.add_argument("--before", default="3cf5d17", help="the revision it is compared with")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2, help="times the scene plays in each run")
     parser.add_argument("--doors", nargs="+", default=list(DOORS), choices=list(DOORS))
@@ -238,29 +239,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"needs {', '.join(missing)}: {rtsp.APT_LINE}", file=sys.stderr)
         return 2
     env = environment()
-    env["ffmpeg"] = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.split("\n")[0]
+    env["ffmpeg"] = subprocess.run(["ffmpeg", "-version"], capture_output=True,
+                                   text=True).stdout.split("\n")[0].split(" Copyright")[0]
     env["gstreamer"] = subprocess.run([rtsp.SYSTEM_PYTHON, "-c", "import gi; gi.require_version('Gst', '1.0'); "
                                        "from gi.repository import Gst; Gst.init(None); print(Gst.version_string())"],
                                       capture_output=True, text=True).stdout.strip()
     results: list[dict] = []
     mosquitto = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
-    before_label = f"before ({args.before})"
+    revisions = {name: subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", rev], capture_output=True,
+                                      text=True, check=True).stdout.strip()
+                 for name, rev in (("now", args.now), ("before", args.before))}
+    env["measured"] = revisions
+    now_label, before_label = f"now ({revisions['now']})", f"before ({revisions['before']})"
     with tempfile.TemporaryDirectory(prefix="edge-live-") as scratch:
         scratch = Path(scratch)
-        before = scratch / "before"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(before), args.before],
-                       check=True)
+        codes = {now_label: scratch / "now", before_label: scratch / "before"}
         try:
-            codes = {"now": REPO, before_label: before}
+            for revision, code in zip(revisions.values(), codes.values()):
+                subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(code), revision],
+                               check=True)
             imported = {label: which_edge(code) for label, code in codes.items()}
-            if not imported[before_label].startswith(str(before)):
+            if any(not imported[label].startswith(str(code)) for label, code in codes.items()):
                 raise RuntimeError(f"PYTHONPATH did not take: {imported}")
             from edge import demo
 
             people = demo.write_dataset(scratch / "people")
             gallery = scratch / "gallery"
             subprocess.run([sys.executable, "-m", "edge.cli", "gallery", "build", str(people), "--gallery",
-                            str(gallery)], check=True, capture_output=True)
+                            str(gallery)], check=True, capture_output=True, env=edge_env(codes[now_label]), cwd="/")
             warm = demo.write_frames(scratch / "warm", frames_per_visit=5, empty_frames=2)
             for label, code in codes.items():
                 print(f"warming up {label} ({imported[label]}) ...", file=sys.stderr, flush=True)
@@ -287,15 +293,17 @@ def main(argv: list[str] | None = None) -> int:
                     for door in args.doors:
                         print(f"round {round_}: {door}, now, --mqtt (frames_dropped) ...", file=sys.stderr, flush=True)
                         with Mosquitto(mosquitto, scratch / "broker") as broker:
-                            result = run_once(REPO, scenes[door], gallery, configs[door], scratch, args.repeats,
+                            result = run_once(codes[now_label], scenes[door], gallery, configs[door], scratch, args.repeats,
                                               broker)
                         print(f"  frames_dropped {result.get('frames_dropped')} of {result.get('served_by_then')}",
                               file=sys.stderr, flush=True)
-                        results.append({"round": round_, "mqtt": True, "door": door, "code": "now", **result})
+                        results.append({"round": round_, "mqtt": True, "door": door, "code": now_label, **result})
         finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before)], check=False)
+            for code in codes.values():
+                if code.exists():
+                    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(code)], check=False)
 
-    codes_order = ["now", before_label]
+    codes_order = [now_label, before_label]
     title = "Live stream: frame-to-event latency at 30 fps over RTSP, now vs before the newest-frame change"
     lines = [header(env, title),
              f"stream:   {env['ffmpeg']}; {env['gstreamer']} RTSP server on 127.0.0.1; H.264, 30 fps, 1 s GOP, "
@@ -310,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                               summary(results, args.doors, codes_order)))
     mqtt = [r for r in results if r.get("mqtt")]
     if mqtt:
-        lines += ["", "frames_dropped, code now (one more run per door and round with --mqtt against Mosquitto; the "
+        lines += ["", f"frames_dropped, {now_label} (one more run per door and round with --mqtt against Mosquitto; the "
                   "last retained state, sent when the doorway emptied after the last visit; the old code does not "
                   "report it):"]
         lines.append(format_table(
