@@ -250,10 +250,6 @@ def test_sigterm_ends_the_door_at_once_while_the_stream_stalls(door, camera, run
     assert_ended_cleanly(run, took)
 
 
-@pytest.mark.xfail(strict=True, reason="edge bug: SIGTERM waits for OpenCV's 30 s open timeout while the camera "
-                   "is being (re)opened and accepts the connection without answering: cv2.VideoCapture blocks the "
-                   "main thread (Reconnecting._reopen -> NewestFrame.__enter__ -> OpenCvSource.__enter__), "
-                   "so the signal handler runs only when it returns")
 def test_sigterm_ends_the_door_at_once_while_it_opens_a_camera_that_does_not_answer(door, runs):
     """A camera that takes the connection and says nothing (hung firmware): its RTSP handshake never ends."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:

@@ -204,15 +204,26 @@ class NewestFrame:
         self._dropped = 0
         self._error: SourceError | None = None
         self._ended = False
+        self._opened = False
         self._running = False
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> NewestFrame:
-        self.source.__enter__()
-        self._newest, self._dropped, self._error, self._ended = None, 0, None, False
+        # Opened on the reader's thread too: a camera that takes the connection and never answers
+        # blocks cv2.VideoCapture for its timeout (30 s), which must not hold up a stop.
+        self._newest, self._dropped, self._error, self._ended, self._opened = None, 0, None, False, False
         self._running = True
-        self._thread = threading.Thread(target=self._read_all, name=f"camera-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._open_and_read, name=f"camera-{self.name}", daemon=True)
         self._thread.start()
+        with self._ready:
+            while not (self._opened or self._error is not None):
+                if self._stop is not None and self._stop.is_set():
+                    self._running, self._thread = False, None  # it closes the camera if it ever opens
+                    raise SourceError(f"stopped while opening camera {self.name!r}")
+                self._ready.wait(self.POLL)
+            if not self._opened:  # (an error after opening comes out of read(), and __exit__ closes)
+                self._running, self._thread = False, None
+                raise self._error
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -238,6 +249,22 @@ class NewestFrame:
             if self._error is not None:
                 raise self._error
             return None
+
+    def _open_and_read(self) -> None:
+        try:
+            self.source.__enter__()
+        except SourceError as exc:
+            with self._ready:
+                self._error = exc
+                self._ready.notify_all()
+            return
+        if not self._running:  # given up while it opened
+            self.source.__exit__(None, None, None)
+            return
+        with self._ready:
+            self._opened = True
+            self._ready.notify_all()
+        self._read_all()
 
     def _read_all(self) -> None:
         while self._running:
