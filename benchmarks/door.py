@@ -236,6 +236,12 @@ def judge_queue(plan: list[dict], timeline: list[dict]) -> list[dict]:
     return judged
 
 
+def events_text(result: dict) -> str:
+    """A run's events as 'recognized obama after 3 fr / 68 ms; ...', or '-'."""
+    return "; ".join(f"{e['event']} {e['name'] or ''} after {e['frames']} fr / {e['ms']:.0f} ms".replace("  ", " ")
+                     for e in result.get("events", [])) or "-"
+
+
 def run_one(args: list[str], code: Path) -> dict:
     """One measurement in a process of its own, importing edge from ``code``."""
     done = subprocess.run([sys.executable, __file__, "--one", *args, "--code", str(code)],
@@ -314,8 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         if r["scene"] != "walk":
             continue
-        latency = "; ".join(f"{e['event']} {e['name'] or ''} after {e['frames']} fr / {e['ms']:.0f} ms".replace("  ", " ")
-                            for e in r.get("events", [])) or "-"
+        latency = events_text(r)
         rows.append([r["code"], r["mode"], str(r["faces"]), str(r["frames"]), f"{r['fps']:.1f}",
                      " ".join(f"{f:.1f}" for f in r["fps_rounds"]), f"{r['cpu_use']:.2f}", f"{r['peak_rss_mib']:.0f}",
                      latency])
@@ -325,8 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         if r["scene"] != "idle":
             continue
-        latency = "; ".join(f"{e['event']} {e['name'] or ''} after {e['frames']} fr / {e['ms']:.0f} ms".replace("  ", " ")
-                            for e in r.get("events", [])) or "-"
+        latency = events_text(r)
         rows.append([r["code"], r["mode"], f"{r['cpu_ms_per_frame_empty']:.2f}", f"{r['cpu_ms_per_frame_person']:.2f}",
                      f"{100 * r['cpu_ms_per_frame_empty'] / r['cpu_ms_per_frame_person']:.1f}%", latency])
     if rows:

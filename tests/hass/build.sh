@@ -43,6 +43,16 @@ stamp_matches() {  # stamp_matches FILE KEY
   [ -f "$1" ] && grep -q "\"recipe\": \"$2\"" "$1"
 }
 
+up_to_date() {  # up_to_date FLAVOUR DIR KEY: true (and says so) if DIR's stamp matches KEY; else clears it for a build
+  if stamp_matches "$2/stamp.json" "$3"; then
+    echo "$1: up to date ($(grep -o '"homeassistant": "[^"]*"' "$2/stamp.json"), $2)"
+    return 0
+  fi
+  rm -f "$2/stamp.json"
+  mkdir -p "$2"
+  return 1
+}
+
 write_stamp() {  # write_stamp FILE KEY SECONDS HA PYTHON [SUITE]
   python3 - "$@" <<'PY'
 import json, sys, datetime
@@ -72,13 +82,8 @@ in_root() {  # in_root ROOT CMD...
 build_current() {
   local dir="$CACHE/current" root="$CACHE/current/root"
   local key="ha=$CURRENT_HA suite=$CURRENT_SUITE packages=${ROOT_PACKAGES[*]} recipe=$RECIPE integrations=$(sha256sum "$HERE/integrations.py" | cut -c1-12)"
-  if stamp_matches "$dir/stamp.json" "$key"; then
-    echo "current: up to date ($(grep -o '"homeassistant": "[^"]*"' "$dir/stamp.json"), $dir)"
-    return
-  fi
+  up_to_date current "$dir" "$key" && return
   local t0; t0=$(now)
-  rm -f "$dir/stamp.json"
-  mkdir -p "$dir"
   host_packages debootstrap:debootstrap unshare:util-linux
   if [ ! -f "$root/.edge-debootstrap-done" ] || ! grep -qx "$CURRENT_SUITE" "$root/.edge-debootstrap-done"; then
     local mirror; mirror=$(debian_mirror)
@@ -141,13 +146,8 @@ build_oldest() {
   local dir="$CACHE/oldest" venv="$CACHE/oldest/venv"
   local python; python=$(oldest_python)
   local key="ha=$OLDEST_HA python=$("$python" -c 'import platform; print(platform.python_version())') pins=${OLDEST_PINS[*]} recipe=$RECIPE integrations=$(sha256sum "$HERE/integrations.py" | cut -c1-12)"
-  if stamp_matches "$dir/stamp.json" "$key"; then
-    echo "oldest: up to date ($(grep -o '"homeassistant": "[^"]*"' "$dir/stamp.json"), $dir)"
-    return
-  fi
+  up_to_date oldest "$dir" "$key" && return
   local t0; t0=$(now)
-  rm -f "$dir/stamp.json"
-  mkdir -p "$dir"
   step "venv with homeassistant==$OLDEST_HA on $python"
   [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
   "$venv/bin/pip" install -q "homeassistant==$OLDEST_HA" "${OLDEST_PINS[@]}" 2>&1 | quiet_pip_filter
