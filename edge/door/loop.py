@@ -168,11 +168,11 @@ class DoorLoop:
         self._publish_state(frame.time)
         return made
 
-    def event(self, decision: Decision, frame: Frame | None = None) -> Event:
+    def event(self, decision: Decision, frame: Frame) -> Event:
         """The published form of a decision, stamped with the wall-clock time, with the face from ``frame``."""
-        face = None if frame is None else face_with_margin(frame.image, decision.box)
         return Event(decision.event_type, decision.name, decision.similarity, decision.track_id,
-                     self.device, self.camera, decision.box, self._wall_clock(), face)
+                     self.device, self.camera, decision.box, self._wall_clock(),
+                     face_with_margin(frame.image, decision.box))
 
     def _due(self, track: Track, now: float) -> bool:
         """Whether this track's face should be matched in this frame."""
