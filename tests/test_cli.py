@@ -84,6 +84,21 @@ def test_console_script_runs():
     assert "same person" in out
 
 
+@pytest.mark.slow
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path):
+    """`edge ... | head`: the pipe is closed before edge writes; edge stops quietly with 128 + SIGPIPE."""
+    import signal
+
+    config = tmp_path / "edge.toml"
+    config.write_text("")
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "validate-config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 128 + signal.SIGPIPE
+    assert err == ""
+
+
 @pytest.mark.parametrize("argv", [
     ["--config", "a.toml", "-v", "gallery", "list"],
     ["gallery", "list", "--config", "a.toml", "-v"],
