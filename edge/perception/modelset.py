@@ -1,6 +1,8 @@
 """Which .tflite files make up a model set, and checking them against the manifest.
 
-A model set names one variant per network (P-Net, R-Net, O-Net, embedder).
+A model set names one variant per network (P-Net, R-Net, O-Net, embedder);
+the liveness models (MiniFASNet V2 and V1SE) come in the same three sets,
+chosen on their own ([recognition.liveness] model_set).
 Files live in the models directory beside `manifest.json`, which records each
 file's sha256; a file that does not match is refused (a wrong or damaged
 model gives wrong identities, not an error, so it must be caught here).
@@ -39,6 +41,10 @@ class ModelFiles:
     embed: Path
 
 
+LIVENESS_MODELS = ("v2", "v1se")
+"""The liveness models, by the names LivenessSettings uses; file minifasnet_<name>_<set>.tflite."""
+
+
 def default_models_dir() -> Path:
     """EDGE_MODELS_DIR, else the repository's models/ (source checkout), else the wheel's copy."""
     from_env = os.environ.get("EDGE_MODELS_DIR")
@@ -63,6 +69,22 @@ def model_files(models_dir: Path, model_set: str) -> ModelFiles:
         check_model_file(path, manifest)
         paths[role] = path
     return ModelFiles(**paths)
+
+
+def liveness_model_files(models_dir: Path, model_set: str, names: tuple[str, ...]) -> dict[str, Path]:
+    """Name -> file of each liveness model in ``names`` (of LIVENESS_MODELS) in ``model_set``,
+    each checked against the manifest."""
+    if model_set not in MODEL_SETS:
+        raise ModelError(f"unknown model set {model_set!r}; choose one of {sorted(MODEL_SETS)}")
+    manifest = read_manifest(models_dir)
+    paths = {}
+    for name in names:
+        if name not in LIVENESS_MODELS:
+            raise ModelError(f"unknown liveness model {name!r}; choose from {list(LIVENESS_MODELS)}")
+        path = models_dir / f"minifasnet_{name}_{model_set}.tflite"
+        check_model_file(path, manifest)
+        paths[name] = path
+    return paths
 
 
 def read_manifest(models_dir: Path) -> dict:

@@ -6,6 +6,7 @@ Each model here belongs to one component and is what its constructor takes:
     DetectorSettings     edge.perception.detect.MtcnnDetector (and FaceEngine.detect)
     EmbedderSettings     edge.perception.embed.Embedder
     RecognitionSettings  edge.perception.engine.FaceEngine.open: the [recognition] section
+    LivenessSettings     edge.perception.liveness.LivenessChecker ([recognition.liveness])
 
 Kept apart from the components' code so that a config is read and checked
 without loading OpenCV, numba or LiteRT.
@@ -87,5 +88,38 @@ class RecognitionSettings(Settings):
     runtime: RuntimeSettings = RuntimeSettings()
     detector: DetectorSettings = DetectorSettings()
     embedder: EmbedderSettings = EmbedderSettings()
+    liveness: LivenessSettings = Field(default_factory=lambda: LivenessSettings())  # defined below
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1_000_000, le=LARGEST_MAX_PIXELS,
                                   description="larger photos are refused before decoding, pixels")
+
+
+class LivenessSettings(Settings):
+    """Passive liveness (edge.perception.liveness.LivenessChecker): a live face, or a photo or a screen?
+
+    model_set: which conversion of the two MiniFASNet models (models/README.md);
+    the models folder and the runtime (threads, delegate) are [recognition]'s.
+    models: "both" (the published ensemble: the mean of the two models'
+    probabilities), or "v2" / "v1se" alone (half the cost).
+    threshold: a face is live when its probability of being live (that mean,
+    0..1) is at or above this; below it the face is taken for a printed photo
+    or a screen. Higher rejects more attacks and more real faces.
+    """
+
+    model_set: ModelSetName = "float32"
+    """float32, unlike [recognition]'s float16: it is the exact conversion and costs the
+    same here (XNNPACK turns float16 weights into float32 at load), for 0.8 MB more per model;
+    float16 moves the probability by up to about 0.005, int8 by up to 0.3 (models/README.md)."""
+    models: Literal["both", "v2", "v1se"] = "both"
+    threshold: Probability = Field(0.5, description="probability of live at or above which a face is live")
+    """0.5: live when the models find live more likely than not. Chosen on that ground, not
+    tuned on any data: the published usage calls a face real when live has the largest
+    summed probability of the three classes, which 0.5 or more always wins (with less it can
+    still win when the two attack classes split the rest, so 0.5 is a little stricter).
+    Measured with it, float32 (models/README.md): the two real samples live (0.9999 and
+    0.58), the printed poster (0.23) and the tablet replay (0.003) not; 540 of 600 LFW faces
+    live (LFW: press photos of real people, not door-camera frames, so a rough figure)."""
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """The enabled models, in the order results list them."""
+        return ("v2", "v1se") if self.models == "both" else (self.models,)
