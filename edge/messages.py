@@ -16,8 +16,8 @@ import numpy as np
 
 from edge.faces import BBox
 
-EventType = Literal["recognized", "unknown"]
-EVENT_TYPES: tuple[EventType, ...] = ("recognized", "unknown")
+EventType = Literal["recognized", "unknown", "spoof"]
+EVENT_TYPES: tuple[EventType, ...] = ("recognized", "unknown", "spoof")
 
 
 def iso_time(moment: datetime | None = None) -> str:
@@ -30,10 +30,13 @@ def iso_time(moment: datetime | None = None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One decision announced: ``recognized`` (``name`` set) or ``unknown`` (``name`` None).
+    """One decision announced: ``recognized`` (``name`` set), ``unknown`` (``name`` None), or
+    ``spoof``: a face that matches ``name`` but did not look live (a photo or a screen).
 
     similarity: cosine similarity of the best match (-1..1). box: the face in
     pixels of the camera frame. time: when it was decided (with a zone).
+    live: whether the face looked live, None when liveness was not scored;
+    liveness: its probability of being live (0..1) over the deciding attempts.
     face: the face cut from the frame with a margin (BGR uint8), for a
     publisher that shows it; never part of the JSON.
     """
@@ -47,12 +50,14 @@ class Event:
     box: BBox
     time: datetime
     face: np.ndarray | None = field(default=None, compare=False, repr=False)
+    live: bool | None = None
+    liveness: float | None = None
 
     def __post_init__(self) -> None:
         if self.event_type not in EVENT_TYPES:
             raise ValueError(f"event_type {self.event_type!r} is not one of {EVENT_TYPES}")
         if (self.name is None) != (self.event_type == "unknown"):
-            raise ValueError("a recognized event needs a name and an unknown one has none")
+            raise ValueError("a recognized or spoof event needs a name and an unknown one has none")
         if self.time.tzinfo is None:
             raise ValueError("an event time needs a time zone")
 
@@ -66,6 +71,8 @@ class Event:
             "camera": self.camera,
             "timestamp": iso_time(self.time),
             "box": self.box.as_list(),
+            "live": self.live,
+            "liveness": None if self.liveness is None else round(float(self.liveness), 4),
         }
 
 

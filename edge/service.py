@@ -36,6 +36,7 @@ from edge.gallery.store import Gallery
 from edge.gallery.topk import warm_up
 from edge.messages import EnrollmentMessage
 from edge.perception.engine import FaceEngine
+from edge.perception.liveness import LivenessChecker
 from edge.perception.modelset import embedding_model_id
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,9 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
         if source is None:
             raise ConfigError(str(bad_source))
         engine = stack.enter_context(FaceEngine.open(config.recognition))
-        loop = DoorLoop(engine, gallery, publisher, door, config.search.match_threshold, source.name)
+        liveness = stack.enter_context(LivenessChecker.open(config.recognition)) if door.liveness else None
+        loop = DoorLoop(engine, gallery, publisher, door, config.search.match_threshold, source.name,
+                        liveness=liveness)
         light = stack.enter_context(EnrollLight(config.light)) if config.light.pin is not None else None
 
         def report_enrollment(message: EnrollmentMessage) -> None:

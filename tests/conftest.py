@@ -23,6 +23,15 @@ def engine():
 
 
 @pytest.fixture(scope="session")
+def liveness():
+    """The liveness stage with the default settings, for the door loops of the tests."""
+    from edge.perception.liveness import LivenessChecker
+    from edge.perception.settings import RecognitionSettings
+
+    return LivenessChecker.open(RecognitionSettings())
+
+
+@pytest.fixture(scope="session")
 def photo():
     """Load a bundled photo by name (BGR uint8)."""
     from edge.imageio import load_image

@@ -73,7 +73,7 @@ def test_entities_and_their_fields() -> None:
 
     payload = lambda component, key: entities[component, key][1]  # noqa: E731
     assert payload("event", "recognition")["state_topic"] == topics.event
-    assert payload("event", "recognition")["event_types"] == list(EVENT_TYPES) == ["recognized", "unknown"]
+    assert payload("event", "recognition")["event_types"] == list(EVENT_TYPES) == ["recognized", "unknown", "spoof"]
     assert payload("sensor", "last_person")["state_topic"] == topics.last_person
     assert "value_template" not in payload("sensor", "last_person")  # the name as sent; nothing before someone
     assert payload("binary_sensor", "known_present")["state_topic"] == topics.state
@@ -131,6 +131,7 @@ def test_device_triggers_and_presence_per_person() -> None:
     triggers = {key: p for (component, key), (_, p) in messages.items() if component == "device_automation"}
     assert (triggers["recognized_any"]["type"], triggers["recognized_any"]["subtype"]) == ("recognized", "any")
     assert (triggers["unknown_any"]["type"], triggers["unknown_any"]["payload"]) == ("unknown", "unknown")
+    assert (triggers["spoof_any"]["type"], triggers["spoof_any"]["payload"]) == ("spoof", "spoof")
     for name in people:
         key = person_key(name)
         assert re.fullmatch(r"person_[a-z0-9_]+", key)
@@ -142,7 +143,7 @@ def test_device_triggers_and_presence_per_person() -> None:
         assert presence["state_topic"] == topics.presence(key) and presence["device_class"] == "presence"
         assert presence["name"] == f"{name} present"
     assert len({person_key(n) for n in people}) == len(people)  # names that slug alike stay apart
-    assert len(by_key(people_messages(topics, people, device_name="Door", per_person=False))) == 2
+    assert len(by_key(people_messages(topics, people, device_name="Door", per_person=False))) == 3
 
 
 # The keys Home Assistant's MQTT discovery schemas accept for what edge sends, with their types

@@ -45,12 +45,13 @@ class RecordingPublisher(StdoutPublisher):
         self.cameras.append(status)
 
 
-def test_enrolled_visitor_is_recognized_once_and_a_stranger_is_unknown(scene, engine):
+def test_enrolled_visitor_is_recognized_once_and_a_stranger_is_unknown(scene, engine, liveness):
     gallery_path, frames = scene
     publisher = RecordingPublisher()
     gallery = Gallery.open(gallery_path)
     try:
-        loop = DoorLoop(engine, gallery, publisher, LoopSettings(device_id="door1"), 0.36, camera="test")
+        loop = DoorLoop(engine, gallery, publisher, LoopSettings(device_id="door1"), 0.36, camera="test",
+                        liveness=liveness)
         with FolderSource(frames) as source:
             assert loop.run(source) == len(list(frames.iterdir()))
     finally:
@@ -69,7 +70,7 @@ def test_enrolled_visitor_is_recognized_once_and_a_stranger_is_unknown(scene, en
     assert publisher.states[-1].last_person == "obama"
 
 
-def test_everyone_is_a_stranger_to_an_empty_gallery(scene, engine, tmp_path):
+def test_everyone_is_a_stranger_to_an_empty_gallery(scene, engine, liveness, tmp_path):
     from edge.perception.modelset import embedding_model_id
 
     _, frames = scene
@@ -77,7 +78,7 @@ def test_everyone_is_a_stranger_to_an_empty_gallery(scene, engine, tmp_path):
     publisher = RecordingPublisher()
     try:
         with FolderSource(frames) as source:
-            DoorLoop(engine, gallery, publisher, LoopSettings(), 0.36).run(source)
+            DoorLoop(engine, gallery, publisher, LoopSettings(), 0.36, liveness=liveness).run(source)
     finally:
         gallery.close()
     assert [(e["event_type"], e["name"]) for e in publisher.events()] == [("unknown", None), ("unknown", None)]
@@ -217,13 +218,14 @@ def test_validate_config(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("recheck, expected", [(1.0, 4), (0.5, 9)])
-def test_an_announced_track_is_matched_again_every_recheck_seconds(scene, engine, tmp_path, recheck, expected):
+def test_an_announced_track_is_matched_again_every_recheck_seconds(scene, engine, liveness, tmp_path, recheck,
+                                                                  expected):
     """Obama stays 5 s: once recognized (at 0.2 s) he is matched again every `recheck` s of frame time."""
     gallery_path, _ = scene
     frames = demo.write_frames(tmp_path / "frames", visitors=("obama3.jpg",), frames_per_visit=50, empty_frames=0)
     publisher = RecordingPublisher()
     with Gallery.open(gallery_path) as gallery:
-        loop = DoorLoop(engine, gallery, publisher, LoopSettings(recheck=recheck), 0.36)
+        loop = DoorLoop(engine, gallery, publisher, LoopSettings(recheck=recheck), 0.36, liveness=liveness)
         attempts = []
         observe = loop.decisions.observe
         loop.decisions.observe = lambda attempt: attempts.append(attempt.time) or observe(attempt)
@@ -296,11 +298,11 @@ def test_a_live_camera_failing_on_its_thread_fails_the_read():
                 pass
 
 
-def test_the_state_counts_the_frames_dropped(scene, engine):
+def test_the_state_counts_the_frames_dropped(scene, engine, liveness):
     gallery_path, _ = scene
     publisher = RecordingPublisher()
     with Gallery.open(gallery_path) as gallery:
-        loop = DoorLoop(engine, gallery, publisher, LoopSettings(), 0.36)
+        loop = DoorLoop(engine, gallery, publisher, LoopSettings(), 0.36, liveness=liveness)
         blank = np.full((480, 640, 3), 128, np.uint8)
         loop.process(Frame(blank, 0.0, 0, dropped=4))
         loop._publish_state(0.1, force=True)

@@ -52,13 +52,13 @@ def frames(folder, *shots):
 
 
 @pytest.fixture
-def door(tmp_path, engine):
+def door(tmp_path, engine, liveness):
     model_id = embedding_model_id(RecognitionSettings())
     path = tmp_path / "g"
     Gallery.create(path, model_id).close()
     gallery = Gallery.open(path, model_id)
     recorder = Recorder()
-    loop = DoorLoop(engine, gallery, recorder, LoopSettings(), 0.36)
+    loop = DoorLoop(engine, gallery, recorder, LoopSettings(), 0.36, liveness=liveness)
     loop.enrollment = DoorEnrollment(engine, path, model_id, EnrollSettings(samples=3, min_face_size=60), 0.36,
                                      recorder.publish_enrollment)
     yield loop, recorder, path

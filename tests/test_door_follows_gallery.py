@@ -25,6 +25,7 @@ from edge.gallery import store
 from edge.gallery.fileformat import HEADER_SIZE
 from edge.gallery.store import Gallery
 from edge.messages import GalleryProblem
+from edge.perception.liveness import LivenessChecker
 from edge.perception.settings import RecognitionSettings
 
 FACES = Path(__file__).parent / "fixtures" / "faces"
@@ -59,8 +60,9 @@ def gallery_path(scene, tmp_path):
 def run_door(engine, gallery: Gallery, frames) -> tuple[list[tuple[str, str | None]], list[GalleryProblem]]:
     publisher = RecordingPublisher()
     problems = publisher.problems
-    loop = DoorLoop(engine, gallery, publisher, LoopSettings(device_id="door1"), 0.36, camera="test")
-    with FolderSource(frames) as source:
+    with LivenessChecker.open() as liveness, FolderSource(frames) as source:
+        loop = DoorLoop(engine, gallery, publisher, LoopSettings(device_id="door1"), 0.36, camera="test",
+                        liveness=liveness)
         assert loop.run(source) == len(list(frames.iterdir()))
     return [(e["event_type"], e["name"]) for e in publisher.events()], problems
 

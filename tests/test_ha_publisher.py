@@ -100,13 +100,13 @@ def test_each_person_has_a_presence_topic_that_follows_the_state_and_goes_with_t
     assert {p["subtype"] for _, p in link.discovery if p and p.get("automation_type")} == {"any", "bob"}
 
 
-def test_without_person_entities_only_the_any_and_unknown_triggers(link):
+def test_without_person_entities_only_the_any_triggers(link):
     publisher = HomeAssistantPublisher(link, MqttSettings(host="b", person_entities=False), "cam")
     publisher.publish_people(("alice",))
     publisher.publish_state(State(("alice",), "alice", "door", "cam"))
     assert not [t for t in link.retained if "/present/" in t]
     assert [(p["type"], p["subtype"]) for _, p in link.discovery if p and p.get("automation_type")] == [
-        ("recognized", "any"), ("unknown", "any")]
+        ("recognized", "any"), ("unknown", "any"), ("spoof", "any")]
 
 
 def test_enrollment_state_sums_up_the_enrollment(link):

@@ -147,7 +147,7 @@ publish_face_image = true
         # Device triggers, and an automation using "obama recognized".
         ours = [t for t in home_assistant.device_triggers(device_id) if t.get("domain") == "mqtt"]
         assert {(t["type"], t["subtype"]) for t in ours} == {("recognized", "any"), ("unknown", "any"),
-                                                            ("recognized", "obama")}
+                                                            ("spoof", "any"), ("recognized", "obama")}
         (obama_trigger,) = [t for t in ours if t["subtype"] == "obama"]
         automation = home_assistant.create_automation({
             "alias": "obama at the door",

@@ -30,6 +30,7 @@ from edge.enrollment.session import EnrollmentSession
 from edge.gallery.store import Gallery
 from edge.perception.engine import FaceEngine
 from edge.perception.litert import DelegateError
+from edge.perception.liveness import LivenessChecker
 from edge.perception.modelset import embedding_model_id
 
 MockFactory = pytest.importorskip("gpiozero.pins.mock").MockFactory
@@ -92,7 +93,9 @@ def test_every_accepted_config_constructs_every_component(tmp_path, raw, source)
             return
         model_id = embedding_model_id(recognition)
         gallery = stack.enter_context(Gallery.create(config.gallery.path, model_id, dtype=config.gallery.dtype))
-        loop = DoorLoop(engine, gallery, StdoutPublisher(io.StringIO()), door, threshold, camera="generated")
+        liveness = stack.enter_context(LivenessChecker.open(recognition)) if door.liveness else None
+        loop = DoorLoop(engine, gallery, StdoutPublisher(io.StringIO()), door, threshold, camera="generated",
+                        liveness=liveness)
         loop.enrollment = DoorEnrollment(engine, config.gallery.path, model_id, config.enrollment, threshold,
                                          lambda message: None)
         EnrollmentSession("someone", config.enrollment, threshold, started_at=0.0)

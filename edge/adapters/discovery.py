@@ -19,7 +19,7 @@ Topics under ``<topic_prefix>/<device_id>/`` (``edge/<device_id>/`` by default):
 
 Home Assistant discovery (retained, one topic per entity, all on one device):
 ``<discovery_prefix>/<component>/<device_id>/<key>/config``. The device's
-entities: an ``event`` (``recognized``/``unknown``), a last-person
+entities: an ``event`` (``recognized``/``unknown``/``spoof``), a last-person
 ``sensor``, a known-person-present ``binary_sensor``, an enrollment-status
 ``sensor``, a camera-problem ``binary_sensor``, start and cancel
 enrollment ``button``s, the enrollment-name ``text`` and, only when face
@@ -30,8 +30,10 @@ image entity is off by default; while off, its config topic is cleared
 Per enrolled person (``people_messages``; off with ``person_entities =
 false``, for large galleries): a presence ``binary_sensor`` and a device
 trigger ``recognized`` / <name>; for everyone, device triggers
-``recognized`` / ``any`` and ``unknown`` / ``any``, so that automations can
-start from "Alice recognized at Front door" in Home Assistant's editor.
+``recognized`` / ``any``, ``unknown`` / ``any`` and ``spoof`` / ``any`` (a
+face that matches someone enrolled but is not live: a photo or a screen), so
+that automations can start from "Alice recognized at Front door" in Home
+Assistant's editor.
 
 Entities set ``unique_id``, both ``object_id`` (what Home Assistant before
 2025.10 reads) and ``default_entity_id`` (its successor), so the entity ids
@@ -281,12 +283,13 @@ def people_messages(
     per_person: bool = True,
     sw_version: str | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Device triggers (``recognized``/``any``, ``unknown``/``any``) and, with ``per_person``,
+    """Device triggers (``recognized``/``any``, ``unknown``/``any``, ``spoof``/``any``) and, with ``per_person``,
     each person's presence binary_sensor and ``recognized``/<name> trigger."""
     e = _Entities(topics, device_name, discovery_prefix, sw_version)
     messages = [
         e.trigger("recognized_any", "recognized", "any", "{{ value_json.event_type }}", "recognized"),
         e.trigger("unknown_any", "unknown", "any", "{{ value_json.event_type }}", "unknown"),
+        e.trigger("spoof_any", "spoof", "any", "{{ value_json.event_type }}", "spoof"),
     ]
     if not per_person:
         return messages

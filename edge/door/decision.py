@@ -2,7 +2,7 @@
 
     maker = DecisionMaker(DecisionSettings(), match_threshold=MATCH_THRESHOLD)
     outcome = maker.observe(Attempt(track_id, box, name, similarity, sharpness, now, ...))
-    if isinstance(outcome, Decision): publish(outcome)   # 'recognized' or 'unknown', once per visit
+    if isinstance(outcome, Decision): publish(outcome)   # 'recognized', 'spoof' or 'unknown', once per visit
     if isinstance(outcome, Split):                       # someone else took this track's place
         decisions = maker.split(outcome, new_track_id)   # their own track and decision
     maker.settled(track_id)                 # announced and not in doubt: match it only now and then
@@ -22,6 +22,16 @@ window holds no match at all (a stranger who looks a little like someone
 enrolled is still a stranger; one attempt in between counts for neither). Events are announced at most once per visit: a
 track announces once, and a person's name is not announced again within
 ``cooldown`` seconds of their last event, even on a new track.
+
+Liveness: an attempt may carry whether its face looked live (a real face,
+not a photo or a screen; edge.perception.liveness decides). Of the
+attempts that name a person, at least ``min_live`` must be live, and more
+of them live than not, for the person to be **recognized**; when as many
+are not live (and more than are), the track is a **spoof**: a face that
+matches the person but is not live. With ``require_live`` off, the person
+is recognized either way and the event says whether they looked live. A
+spoof is announced once per track, never counts as present, and does not
+start the person's cooldown.
 
 A track is one person. Each attempt is also compared with the track's own
 earlier faces (their embeddings), and with what was announced for it: an
@@ -47,9 +57,9 @@ import numpy as np
 
 from edge.door.settings import DecisionSettings
 from edge.faces import BBox
+from edge.messages import EventType
 from edge.similarity import is_match
 
-EventType = Literal["recognized", "unknown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,8 @@ class Attempt:
         their similarities (the search's runners-up).
     embedding: the face's unit embedding, or None when not known (then the face
         is not compared with the track's earlier faces).
+    live: whether the face looked live, or None when liveness was not scored;
+        liveness: its probability of being live (0..1), or None.
     """
 
     track_id: int
@@ -75,6 +87,8 @@ class Attempt:
     time: float
     others: tuple[tuple[str, float], ...] = ()
     embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
+    live: bool | None = None
+    liveness: float | None = None
 
     def similarity_to(self, person: str) -> float:
         """This face's similarity to ``person``, or a bound above it when they were not among those found.
@@ -93,10 +107,13 @@ class Attempt:
 class Decision:
     """An event to announce.
 
-    name: the person for 'recognized', None for 'unknown'.
-    similarity: for 'recognized' the best of the agreeing attempts; for 'unknown'
-        the best similarity the track's usable attempts reached.
+    name: the person for 'recognized', the person the face claims to be for
+        'spoof', None for 'unknown'.
+    similarity: for 'recognized' and 'spoof' the best of the agreeing attempts;
+        for 'unknown' the best similarity the track's usable attempts reached.
     box: the deciding attempt's box; timestamp: its time (seconds).
+    live: whether the face was judged live (None: not scored); liveness: the
+        mean probability of a live face over the attempts that decided (0..1).
     """
 
     event_type: EventType
@@ -105,6 +122,8 @@ class Decision:
     track_id: int
     box: BBox
     timestamp: float
+    live: bool | None = None
+    liveness: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +144,8 @@ class _Vote:
     accepted: str | None  # the person this attempt counts for, if any
     stranger: bool
     similarity: float
+    live: bool | None
+    liveness: float | None
 
 
 @dataclass(slots=True)
@@ -133,12 +154,18 @@ class _TrackState:
     faces: deque[np.ndarray]  # embeddings of the track's recent agreeing attempts
     best_similarity: float = -math.inf
     recognized: str | None = None
+    spoofed: str | None = None  # the person a face that was not live claimed to be
     announced_unknown: bool = False
     doubts: list[Attempt] = field(default_factory=list)
 
     @property
     def announced(self) -> bool:
-        return self.recognized is not None or self.announced_unknown
+        return self.recognized is not None or self.spoofed is not None or self.announced_unknown
+
+    @property
+    def claimed(self) -> str | None:
+        """The person this track was announced as, recognized or spoof."""
+        return self.recognized or self.spoofed
 
 
 class DecisionMaker:
@@ -169,20 +196,21 @@ class DecisionMaker:
             state.faces.append(attempt.embedding)
         accepted = attempt.name if attempt.name is not None and is_match(attempt.similarity, self.match_threshold) else None
         stranger = attempt.name is None or attempt.similarity < s.unknown_threshold
-        state.votes.append(_Vote(accepted, stranger, attempt.similarity))
+        state.votes.append(_Vote(accepted, stranger, attempt.similarity, attempt.live, attempt.liveness))
         state.best_similarity = max(state.best_similarity, attempt.similarity)
 
         if state.announced:
             return None  # decided: later attempts only watch that it is still the same person
         if accepted is not None:
-            agreeing = [v.similarity for v in state.votes if v.accepted == accepted]
+            agreeing = [v for v in state.votes if v.accepted == accepted]
             if len(agreeing) >= s.min_agreeing:
-                state.recognized = accepted
-                return self._announce_recognized(attempt, accepted, max(agreeing))
+                return self._announce_person(state, attempt, accepted, agreeing)
         no_match = len(state.votes) == s.window and all(v.accepted is None for v in state.votes)
         if sum(v.stranger for v in state.votes) >= s.min_unknown or no_match:
             state.announced_unknown = True
-            return Decision("unknown", None, state.best_similarity, attempt.track_id, attempt.box, attempt.time)
+            live, liveness = self._liveness(list(state.votes))
+            return Decision("unknown", None, state.best_similarity, attempt.track_id, attempt.box, attempt.time,
+                            live, liveness)
         return None
 
     def split(self, split: Split, new_track_id: int) -> list[Decision]:
@@ -221,9 +249,9 @@ class DecisionMaker:
             if likeness < s.unknown_threshold:
                 return True
         matched = attempt.name is not None and bool(is_match(attempt.similarity, self.match_threshold))
-        if state.recognized is not None:
-            own = attempt.similarity_to(state.recognized)
-            someone_else = matched and attempt.name != state.recognized and attempt.similarity - own >= s.split_margin
+        if state.claimed is not None:
+            own = attempt.similarity_to(state.claimed)
+            someone_else = matched and attempt.name != state.claimed and attempt.similarity - own >= s.split_margin
             return own < s.unknown_threshold or someone_else
         return state.announced_unknown and matched
 
@@ -234,9 +262,36 @@ class DecisionMaker:
         blurred = attempt.sharpness is not None and attempt.sharpness < s.min_sharpness
         return not (s.min_sharpness > 0.0 and blurred)
 
-    def _announce_recognized(self, attempt: Attempt, name: str, similarity: float) -> Decision | None:
-        last = self._last_event.get(name)
-        if last is not None and attempt.time - last < self.settings.cooldown:
-            return None  # the same visit: the track counts as recognized, but quietly
-        self._last_event[name] = attempt.time
-        return Decision("recognized", name, similarity, attempt.track_id, attempt.box, attempt.time)
+    def _announce_person(self, state: _TrackState, attempt: Attempt, name: str, agreeing: list[_Vote]) -> Decision | None:
+        """Enough attempts name ``name``: recognized, spoof, or (liveness undecided) not yet."""
+        live, liveness = self._liveness(agreeing)
+        if self.settings.require_live and not live:
+            if live is None:
+                return None  # not live enough yet, not a spoof yet: wait for more attempts
+            state.spoofed = name
+            kind: EventType = "spoof"
+        else:
+            state.recognized = name
+            last = self._last_event.get(name)
+            if last is not None and attempt.time - last < self.settings.cooldown:
+                return None  # the same visit: the track counts as recognized, but quietly
+            self._last_event[name] = attempt.time
+            kind = "recognized"
+        similarity = max(v.similarity for v in agreeing)
+        return Decision(kind, name, similarity, attempt.track_id, attempt.box, attempt.time, live, liveness)
+
+    def _liveness(self, votes: list[_Vote]) -> tuple[bool | None, float | None]:
+        """Whether these attempts' face is live: True when at least ``min_live`` of them are live and
+        more are live than not, False when as many are not live (and more than are), None when
+        neither (or none was scored); and their mean probability of live (None: none scored)."""
+        scored = [v for v in votes if v.live is not None]
+        if not scored:
+            return None, None
+        live = sum(bool(v.live) for v in scored)
+        not_live = len(scored) - live
+        mean = sum(v.liveness for v in scored if v.liveness is not None) / len(scored)
+        if live >= self.settings.min_live and live > not_live:
+            return True, mean
+        if not_live >= self.settings.min_live and not_live > live:
+            return False, mean
+        return None, mean

@@ -72,6 +72,13 @@ class Publisher(Protocol):
     def publish_people(self, people: tuple[str, ...]) -> None: ...
 
 
+class LivenessScorer(Protocol):
+    """Whether faces are live (edge.perception.liveness.LivenessChecker): one result per box,
+    each with ``score`` (probability live, 0..1) and ``live`` (at or above its threshold)."""
+
+    def check(self, image: np.ndarray, boxes: list[BBox]) -> list: ...
+
+
 class Enrollment(Protocol):
     """An enrollment running inside the loop (edge.enrollment.at_door.DoorEnrollment)."""
 
@@ -96,8 +103,14 @@ class DoorLoop:
         match_threshold: float,
         camera: str = "camera",
         wall_clock: Callable[[], datetime] = local_now,
+        liveness: LivenessScorer | None = None,
     ) -> None:
+        """``liveness`` scores each attempt's face: given exactly when ``settings.liveness`` is on."""
+        if settings.liveness != (liveness is not None):
+            raise ValueError(f"[door] liveness is {'on' if settings.liveness else 'off'}: "
+                             f"the loop needs {'a' if settings.liveness else 'no'} liveness checker")
         self.engine, self.gallery, self.publisher = engine, gallery, publisher
+        self.liveness = liveness
         self.settings = settings
         self.device, self.camera = settings.device_id, camera
         self.tracker = Tracker(settings.tracker)
@@ -172,7 +185,7 @@ class DoorLoop:
         """The published form of a decision, stamped with the wall-clock time, with the face from ``frame``."""
         return Event(decision.event_type, decision.name, decision.similarity, decision.track_id,
                      self.device, self.camera, decision.box, self._wall_clock(),
-                     face_with_margin(frame.image, decision.box))
+                     face_with_margin(frame.image, decision.box), decision.live, decision.liveness)
 
     def _due(self, track: Track, now: float) -> bool:
         """Whether this track's face should be matched in this frame."""
@@ -195,15 +208,18 @@ class DoorLoop:
         return self.decisions.split(split, track.track_id)
 
     def _attempts(self, frame: Frame, due: list[tuple[Face, int]]) -> list[Attempt]:
-        """Embed the due faces in one batch and match them in one gallery pass."""
+        """Embed the due faces in one batch, score their liveness in one, match them in one gallery pass."""
         min_size = self.settings.decision.min_face_size
         usable = [face for face, _ in due if face.box.size >= min_size]  # smaller: not worth embedding
         found: list = []
         sharpness: list[float] = []
+        lively: list = []  # liveness of each usable face, when scored
         if usable:
             crops = self.engine.align(frame.image, usable)
             sharpness = [laplacian_variance(crop) for crop in crops]
             embeddings = self.engine.embedder.embed(crops)
+            if self.liveness is not None:
+                lively = self.liveness.check(frame.image, [face.box for face in usable])
             try:
                 found = search(self.gallery, embeddings, k=2)  # the runner-up tells a look-alike apart
             except GalleryError as exc:  # unreadable now: nobody is recognized; the loop goes on
@@ -219,8 +235,9 @@ class DoorLoop:
             best = found[used]
             name, similarity = (best[0].name, best[0].similarity) if best else (None, -1.0)
             others = tuple((m.name, m.similarity) for m in best[1:])
+            live, liveness = (lively[used].live, lively[used].score) if lively else (None, None)
             attempts.append(Attempt(track_id, face.box, name, similarity, sharpness[used], frame.time,
-                                    others, embeddings[used]))
+                                    others, embeddings[used], live, liveness))
             used += 1
         return attempts
 

@@ -79,6 +79,12 @@ class DecisionSettings(Settings):
     someone. After ``split_after`` disagreeing attempts in a row the track is
     split: the announced person has left, and the face gets a new track and
     a decision of its own.
+
+    require_live: a person is recognized only when their face looked live
+    (edge.perception.liveness): of the attempts naming them, at least
+    ``min_live`` live and more live than not; as many not live make a
+    'spoof' event instead. Off: recognized either way, and the event says
+    whether they looked live.
     """
 
     unknown_threshold: Similarity = Field(0.30, description="similarity below which an attempt counts as a stranger")
@@ -90,10 +96,12 @@ class DecisionSettings(Settings):
     min_sharpness: float = Field(0.0, ge=0.0, le=1e6, description="variance of the Laplacian; 0 = off")
     split_after: Count = Field(2, ge=1, le=50, description="disagreeing attempts in a row that split a track")
     split_margin: float = Field(0.1, ge=0.0, le=2.0, description="how much more similar someone else must be")
+    require_live: bool = Field(True, description="recognize only faces that look live; others are a 'spoof'")
+    min_live: Count = Field(2, ge=1, le=50, description="attempts that must look live (or not) to decide")
 
     @model_validator(mode="after")
     def _counts_fit_window(self) -> DecisionSettings:
-        for name in ("min_agreeing", "min_unknown"):
+        for name in ("min_agreeing", "min_unknown", "min_live"):
             if getattr(self, name) > self.window:
                 raise ValueError(f"{name} ({getattr(self, name)}) must not exceed window ({self.window})")
         return self
@@ -116,7 +124,8 @@ class LoopSettings(Settings):
     seconds between matches of a track already announced (recognized or
     unknown), to notice that someone else has taken its place; a face that
     changed abruptly (TrackerSettings) is matched at once, and a track in
-    doubt at the full rate.
+    doubt at the full rate. liveness: score each matched face for liveness
+    ([recognition.liveness]); needed by ``decision.require_live``.
     """
 
     device_id: DeviceId = Field("door", description="names the door in topics and in Home Assistant")
@@ -124,6 +133,13 @@ class LoopSettings(Settings):
     detect_every: int = Field(1, ge=1, le=30, description="search for faces in every n-th frame")
     attempts_per_second: float = Field(10.0, gt=0.0, le=60.0, description="most gallery matches per person per second")
     recheck: float = Field(1.0, ge=0.0, le=60.0, description="seconds between matches of a face already announced")
+    liveness: bool = Field(True, description="score each matched face: live, or a photo or a screen")
     tracker: TrackerSettings = TrackerSettings()
     motion: MotionSettings = MotionSettings()
     decision: DecisionSettings = DecisionSettings()
+
+    @model_validator(mode="after")
+    def _live_needs_scores(self) -> LoopSettings:
+        if self.decision.require_live and not self.liveness:
+            raise ValueError("decision.require_live needs liveness = true (or set require_live = false)")
+        return self
