@@ -12,6 +12,7 @@ import pytest
 FIXTURES = Path(__file__).parent / "fixtures"
 FACES = FIXTURES / "faces"
 LFW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw"
+SPOOF_SAMPLES = LFW.parent / "spoof_samples"
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +54,14 @@ def lfw() -> Path:
     if os.environ.get("EDGE_REQUIRE_LFW") == "1":
         pytest.fail(f"EDGE_REQUIRE_LFW=1 but {LFW} is missing")
     pytest.skip(f"LFW not found at {LFW} (CI-only accuracy check)")
+
+
+@pytest.fixture(scope="session")
+def spoof_samples() -> Path:
+    """../shared/data/spoof_samples (real/ and spoof/ photos); skipped where absent, unless
+    EDGE_REQUIRE_LFW=1 (CI) makes that a failure."""
+    if (SPOOF_SAMPLES / "real").is_dir():
+        return SPOOF_SAMPLES
+    if os.environ.get("EDGE_REQUIRE_LFW") == "1":
+        pytest.fail(f"EDGE_REQUIRE_LFW=1 but {SPOOF_SAMPLES} is missing")
+    pytest.skip(f"spoof samples not found at {SPOOF_SAMPLES} (CI-only check)")
