@@ -167,9 +167,10 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
         if source is None:
             raise ConfigError(str(bad_source))
         engine = stack.enter_context(FaceEngine.open(config.recognition))
-        liveness = stack.enter_context(LivenessChecker.open(config.recognition)) if door.liveness else None
+        wants_liveness = door.liveness or config.enrollment.require_live
+        checker = stack.enter_context(LivenessChecker.open(config.recognition)) if wants_liveness else None
         loop = DoorLoop(engine, gallery, publisher, door, config.search.match_threshold, source.name,
-                        liveness=liveness)
+                        liveness=checker if door.liveness else None)
         light = stack.enter_context(EnrollLight(config.light)) if config.light.pin is not None else None
 
         def report_enrollment(message: EnrollmentMessage) -> None:
@@ -179,7 +180,7 @@ def run_door(config: Config, exit_at_end: bool = False) -> int:
 
         loop.enrollment = commands.enrollment = DoorEnrollment(
             engine, gallery_path, model_id, config.enrollment, config.search.match_threshold,
-            report_enrollment, source.name,
+            report_enrollment, source.name, liveness=checker if config.enrollment.require_live else None,
         )
         if config.button.pin is not None:
             stack.enter_context(EnrollButton(config.button, commands.start_from_button, loop.enrollment.cancel))

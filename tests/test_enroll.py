@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from edge.cli import main
 from edge.cli.common import EXIT_INPUT, EXIT_OK, EXIT_USAGE
 from edge.perception.modelset import embedding_model_id
+from edge.perception.liveness import Liveness
 from edge.perception.settings import RecognitionSettings
 from edge import demo
 from edge.enrollment.settings import EnrollSettings
@@ -37,19 +39,22 @@ def run(capsys, *argv):
 
 
 def test_enroll_keeps_good_different_samples_and_rejects_the_rest(tmp_path, gallery, capsys):
+    # obama2.jpg pasted into a frame is, to the liveness models, a photo (probability of live about 0.04):
+    # it is refused as one would be held up to the camera.
     frames = scene(tmp_path / "frames", "blank", "obama.jpg", "obama.jpg", "two", "biden.jpg", "obama2.jpg", "obama3.jpg")
     code, out, err = run(capsys, "enroll", "--name", "Barack", "--source", frames, "--gallery", gallery,
-                         "--samples", "3", "--json")
+                         "--samples", "2", "--json")
     assert code == EXIT_OK, err
-    assert json.loads(out) == {"name": "Barack", "outcome": "complete", "samples": 3, "wanted": 3,
+    assert json.loads(out) == {"name": "Barack", "outcome": "complete", "samples": 2, "wanted": 2,
                                 "gallery": str(gallery)}
     reasons = [line.split(" ", 2)[2] for line in err.splitlines() if line[:1] in "+-"]
-    assert reasons == ["no face", "sample taken", "too like a sample already taken: turn your head a little",
-                       "2 faces: only the person enrolling may be in view", "a different person than the first sample",
-                       "sample taken", "sample taken"]
+    assert reasons[:5] == ["no face", "sample taken", "too like a sample already taken: turn your head a little",
+                           "2 faces: only the person enrolling may be in view", "a different person than the first sample"]
+    assert re.fullmatch(r"not a live face \(liveness 0\.[0-4]\d\): a photo or a screen cannot enroll", reasons[5])
+    assert reasons[6:] == ["sample taken"]
     g = Gallery.open(gallery)
     try:
-        assert g.identities() == {"Barack": 3}
+        assert g.identities() == {"Barack": 2}
         assert {r.source for r in g.row_info()} == {"enroll:frames"}
     finally:
         g.close()
@@ -81,7 +86,7 @@ def face_at(size, nose_x=0.5):
 
 
 def test_session_rules_small_turned_blurred_and_timeout():
-    settings = EnrollSettings(samples=2, timeout=10, min_face_size=80, min_sharpness=30)
+    settings = EnrollSettings(samples=2, timeout=10, min_face_size=80, min_sharpness=30, require_live=False)
     session = EnrollmentSession("x", settings, 0.36, started_at=0.0)
     sharp = np.zeros((112, 112, 3), np.uint8)
     sharp[::2] = 255  # stripes: a high Laplacian variance
@@ -97,10 +102,21 @@ def test_session_rules_small_turned_blurred_and_timeout():
         EnrollSettings(samples=0)
 
 
+def test_a_face_that_is_not_live_gives_no_sample_and_says_why():
+    session = EnrollmentSession("x", EnrollSettings(samples=1, min_face_size=80, min_sharpness=30), 0.36, started_at=0.0)
+    sharp = np.zeros((112, 112, 3), np.uint8)
+    sharp[::2] = 255
+    vector = np.eye(128, dtype=np.float32)[0]
+    photo = session.offer([face_at(100)], sharp, vector, 1, Liveness(0.23, (0.3, 0.16), False))
+    assert not photo.accepted and photo.reason == "not a live face (liveness 0.23): a photo or a screen cannot enroll"
+    assert "liveness not checked" in session.offer([face_at(100)], sharp, vector, 2).reason
+    assert session.offer([face_at(100)], sharp, vector, 3, Liveness(0.9, (0.9, 0.9), True)).accepted
+
+
 def test_a_camera_that_fails_mid_enrollment_stores_nothing(tmp_path, gallery, capsys, monkeypatch):
     from edge.adapters import camera as sources
 
-    frames = scene(tmp_path / "frames", "obama.jpg", "obama2.jpg")
+    frames = scene(tmp_path / "frames", "obama.jpg", "obama3.jpg")
 
     class FailingCamera(sources.FolderSource):
         """The two frames, then the camera is unplugged."""

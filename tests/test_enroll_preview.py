@@ -53,8 +53,9 @@ def enrolled(path: Path) -> dict[str, int]:
 
 
 def two_samples_then_nobody(folder: Path, blanks: int = 400) -> Path:
-    """Two good, different samples of Obama, then a long wait with nobody in view."""
-    demo.write_stills(folder, ("obama.jpg", "obama2.jpg", "blank"))
+    """Two good, different samples of Obama (photos the liveness models take for live), then a long
+    wait with nobody in view."""
+    demo.write_stills(folder, ("obama.jpg", "obama3.jpg", "blank"))
     blank = folder / "00002.png"
     for index in range(3, 3 + blanks):
         os.link(blank, folder / f"{index:05d}.png")
@@ -108,12 +109,12 @@ class ScriptedKeys:
 
 
 @pytest.mark.parametrize("key, state, kept", [("save", "complete", 2), ("cancel", "cancelled", 2)])
-def test_a_key_ends_collecting_early(engine, tmp_path, key, state, kept):
+def test_a_key_ends_collecting_early(engine, liveness, tmp_path, key, state, kept):
     frames = two_samples_then_nobody(tmp_path / "frames", blanks=3)
     session = EnrollmentSession("Barack", EnrollSettings(samples=5), 0.36, started_at=0.0)
     keys = ScriptedKeys(key, after=2)
     with FolderSource(frames) as source:
-        assert collect(engine, source, session, keys.show, clock=lambda: 1.0) == state
+        assert collect(engine, source, session, keys.show, clock=lambda: 1.0, liveness=liveness) == state
     assert keys.seen == ["sample taken", "sample taken"] and len(session.embeddings) == kept
 
 

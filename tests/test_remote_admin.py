@@ -52,7 +52,7 @@ class Reports(list):
 def handler(path, engine=None, **options) -> tuple[CommandHandler, Reports]:
     reports = Reports()
     commands = CommandHandler(path, MODEL, **options)
-    commands.enrollment = DoorEnrollment(engine, path, MODEL, EnrollSettings(samples=3), 0.36, reports)
+    commands.enrollment = DoorEnrollment(engine, path, MODEL, EnrollSettings(samples=3, require_live=False), 0.36, reports)
     return commands, reports
 
 

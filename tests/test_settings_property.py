@@ -96,8 +96,10 @@ def test_every_accepted_config_constructs_every_component(tmp_path, raw, source)
         liveness = stack.enter_context(LivenessChecker.open(recognition)) if door.liveness else None
         loop = DoorLoop(engine, gallery, StdoutPublisher(io.StringIO()), door, threshold, camera="generated",
                         liveness=liveness)
+        if config.enrollment.require_live and liveness is None:
+            liveness = stack.enter_context(LivenessChecker.open(recognition))
         loop.enrollment = DoorEnrollment(engine, config.gallery.path, model_id, config.enrollment, threshold,
-                                         lambda message: None)
+                                         lambda message: None, liveness=liveness)
         EnrollmentSession("someone", config.enrollment, threshold, started_at=0.0)
         open_source(config.camera)
         if config.mqtt.host is not None:

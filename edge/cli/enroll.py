@@ -38,6 +38,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from edge.gallery.store import Gallery
     from edge.names import InvalidNameError, validate_name
     from edge.perception.engine import FaceEngine
+    from edge.perception.liveness import LivenessChecker
     from edge.perception.modelset import embedding_model_id
 
     try:
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     with ExitStack() as opened:
         try:
             source = opened.enter_context(open_source(config.camera))
-            engine = FaceEngine.open(config.recognition)
+            engine = opened.enter_context(FaceEngine.open(config.recognition))
+            liveness = opened.enter_context(LivenessChecker.open(config.recognition)) if settings.require_live else None
             preview = open_preview(args.preview, title=f"edge enroll: {name} (q saves, Esc cancels)")
         except SourceError as exc:
             raise ConfigError(str(exc)) from None
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
         session = EnrollmentSession(name, settings, config.search.match_threshold, started_at=time.monotonic())
         try:
-            outcome = collect(engine, source, session, watch)
+            outcome = collect(engine, source, session, watch, liveness=liveness)
         except SourceError as exc:
             outcome, failure = "source_failed", str(exc)
     rows = save(session, path, model_id, f"enroll:{source.name}") if outcome == "complete" else range(0)

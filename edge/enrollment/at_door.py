@@ -30,6 +30,7 @@ from edge.frames import Frame
 from edge.gallery.store import Gallery
 from edge.messages import EnrollmentMessage, EnrollmentProgress, EnrollmentState, EnrollmentStatus
 from edge.perception.engine import FaceEngine
+from edge.perception.liveness import LivenessChecker
 
 
 class EnrollmentRefused(ValueError):
@@ -62,10 +63,15 @@ class DoorEnrollment:
         report: Callable[[EnrollmentMessage], None],
         source_name: str = "door",
         clock: Callable[[], float] = time.monotonic,
+        liveness: LivenessChecker | None = None,
     ) -> None:
+        """``liveness`` checks each sample's face; needed when ``settings.require_live``."""
+        if settings.require_live and liveness is None:
+            raise ValueError("[enrollment] require_live needs a liveness checker")
         self.engine, self.gallery_path, self.model_id = engine, Path(gallery_path), model_id
         self.settings, self.report, self.source_name, self.clock = settings, report, source_name, clock
         self.match_threshold = match_threshold
+        self.liveness = liveness
         self._lock = threading.Lock()
         self._requested: _Request | None = None
         self._cancel = False
@@ -127,7 +133,7 @@ class DoorEnrollment:
         session = self._session
         if session is None:
             return
-        verdict = offer_frame(self.engine, session, frame.image, self.clock())
+        verdict = offer_frame(self.engine, session, frame.image, self.clock(), self.liveness)
         if verdict.accepted or verdict.reason != self._last_reason:
             self._last_reason = verdict.reason
             self.report(EnrollmentProgress(session.name, verdict.taken, verdict.wanted, verdict.accepted, verdict.reason))

@@ -6,7 +6,8 @@
     session.finish()                                       # stop now: keep what was taken ('q' in edge enroll)
 
 A frame gives a sample only when it shows exactly one face that is large
-enough, sharp enough and roughly frontal, of the same person as the first
+enough, sharp enough, roughly frontal and (``require_live``) live, not a
+photo or a screen (edge.perception.liveness), of the same person as the first
 sample, and not a near-duplicate of a sample already taken (so the person
 turns their head a little: several angles). Nothing is stored until the
 session is complete; a timeout or a cancel stores nothing.
@@ -28,6 +29,7 @@ from edge.faces import Face
 from edge.frames import FrameSource
 from edge.gallery.store import Gallery
 from edge.perception.engine import FaceEngine
+from edge.perception.liveness import Liveness, LivenessChecker
 from edge.perception.sharpness import laplacian_variance
 from edge.similarity import is_match
 
@@ -55,15 +57,16 @@ class EnrollmentSession:
     qualities: list[float] = field(default_factory=list)
     state: str = "collecting"
 
-    def offer(self, faces: list[Face], crop: np.ndarray | None, embedding: np.ndarray | None, now: float) -> Verdict:
-        """Judge one frame: ``faces`` all faces found; ``crop`` (aligned RGB) and
-        ``embedding`` of the single face when there is exactly one."""
+    def offer(self, faces: list[Face], crop: np.ndarray | None, embedding: np.ndarray | None, now: float,
+              liveness: Liveness | None = None) -> Verdict:
+        """Judge one frame: ``faces`` all faces found; ``crop`` (aligned RGB), ``embedding``
+        and ``liveness`` (None: not checked) of the single face when there is exactly one."""
         if self.state == "collecting" and now - self.started_at > self.settings.timeout:
             self.state = "timed_out"
         if self.state != "collecting":
             return self._verdict(False, self.state, faces)
         sharpness = None if crop is None else laplacian_variance(crop)
-        reason = self._rejection(faces, sharpness, embedding)
+        reason = self._rejection(faces, sharpness, embedding, liveness)
         if reason:
             return self._verdict(False, reason, faces)
         self.embeddings.append(embedding)
@@ -77,7 +80,8 @@ class EnrollmentSession:
         if self.state == "collecting":
             self.state = "complete" if self.embeddings else "stopped"
 
-    def _rejection(self, faces: list[Face], sharpness: float | None, embedding: np.ndarray | None) -> str | None:
+    def _rejection(self, faces: list[Face], sharpness: float | None, embedding: np.ndarray | None,
+                   liveness: Liveness | None) -> str | None:
         s = self.settings
         if len(faces) != 1:
             return "no face" if not faces else f"{len(faces)} faces: only the person enrolling may be in view"
@@ -90,6 +94,10 @@ class EnrollmentSession:
             return "too blurred: hold still"
         if abs(turn(face)) > s.max_turn:
             return "face turned too far: look towards the camera"
+        if s.require_live and (liveness is None or not liveness.live):
+            if liveness is None:
+                return "liveness not checked: no sample without it (require_live)"
+            return f"not a live face (liveness {liveness.score:.2f}): a photo or a screen cannot enroll"
         if self.embeddings:
             similarities = np.stack(self.embeddings) @ embedding
             if not is_match(similarities[0], self.match_threshold):
@@ -102,14 +110,18 @@ class EnrollmentSession:
         return Verdict(accepted, reason, len(self.embeddings), self.settings.samples, tuple(faces))
 
 
-def offer_frame(engine: FaceEngine, session: EnrollmentSession, image: np.ndarray, now: float) -> Verdict:
-    """Find the faces in one frame and offer them to ``session`` (the single face embedded)."""
+def offer_frame(engine: FaceEngine, session: EnrollmentSession, image: np.ndarray, now: float,
+                liveness: LivenessChecker | None = None) -> Verdict:
+    """Find the faces in one frame and offer them to ``session`` (the single face embedded, and
+    checked for liveness when a checker is given)."""
     faces = engine.detect(image)
-    crop = embedding = None
+    crop = embedding = live = None
     if len(faces) == 1:
         crops = engine.align(image, faces)
         crop, embedding = crops[0], engine.embedder.embed(crops)[0]
-    return session.offer(faces, crop, embedding, now)
+        if liveness is not None:
+            live = liveness.check(image, [faces[0].box])[0]
+    return session.offer(faces, crop, embedding, now, live)
 
 
 def turn(face: Face) -> float:
@@ -125,6 +137,7 @@ def collect(
     session: EnrollmentSession,
     watch: Callable[[np.ndarray, Verdict], str | None] = lambda image, verdict: None,
     clock: Callable[[], float] = time.monotonic,
+    liveness: LivenessChecker | None = None,
 ) -> str:
     """Feed frames to ``session`` until it is complete, times out, is stopped or cancelled, or the source ends.
 
@@ -137,7 +150,7 @@ def collect(
         frame = source.read()
         if frame is None:
             return "source_ended"
-        action = watch(frame.image, offer_frame(engine, session, frame.image, clock()))
+        action = watch(frame.image, offer_frame(engine, session, frame.image, clock(), liveness))
         if action == "cancel":
             return "cancelled"
         if action == "save":

@@ -21,7 +21,9 @@ class EnrollSettings(Settings):
     of the eye distance (0 = straight on). max_similarity: a sample at least
     this similar (cosine) to one already taken is a near-duplicate. Whether a
     sample is the same person as the first uses the [recognition]
-    match_threshold.
+    match_threshold. require_live: a face must look live
+    (edge.perception.liveness) to give a sample, so a photo or a screen held
+    up to the camera cannot enroll anyone.
     """
 
     samples: int = Field(5, ge=1, le=50, description="good samples an enrollment collects")
@@ -30,3 +32,4 @@ class EnrollSettings(Settings):
     min_sharpness: float = Field(30.0, ge=0.0, le=1e6, description="variance of the Laplacian of the crop")
     max_turn: float = Field(0.35, ge=0.0, le=2.0, description="nose offset from the eyes' midpoint / eye distance")
     max_similarity: float = Field(0.95, gt=0.0, le=1.0, description="cosine similarity of a near-duplicate sample")
+    require_live: bool = Field(True, description="only faces that look live give samples (not photos or screens)")
