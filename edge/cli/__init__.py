@@ -33,13 +33,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    """What a user's config, models, delegate, GPIO, camera or gallery can raise: one line, exit 2."""
+    """What a user's config, models, delegate, GPIO, camera, gallery or a photo batch's
+    dead worker can raise: one line, exit 2."""
     from edge.adapters.camera import SourceError
     from edge.adapters.gpio import GpioError
     from edge.gallery.errors import GalleryError
     from edge.perception.litert import DelegateError, ModelError
+    from edge.perception.photos import WorkerDied
 
-    return ConfigError, ModelError, DelegateError, GalleryError, GpioError, SourceError
+    return ConfigError, ModelError, DelegateError, GalleryError, GpioError, SourceError, WorkerDied
 
 
 def _add_shared_options(parser: argparse.ArgumentParser, top: bool) -> None:
