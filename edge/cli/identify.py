@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    import numba
     import numpy as np
 
     from edge.gallery.search import identify, search
@@ -49,6 +50,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
     entries = list(_photos(args.paths))
     photos = [str(path) for path, problem in entries if not problem]
     unused = 0  # photos unreadable or without a face
+    # The photos take every core; a search beside them on more threads would only
+    # take cores from them (and its threads would spin between searches).
+    numba.set_num_threads(1)
     try:
         results = embed_photos(photos, config.recognition, args.workers, rule="every")
         for path, problem in entries:
