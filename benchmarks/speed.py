@@ -32,14 +32,15 @@ pipeline alone (median over rounds).
 
 Batch photos (``--sections batch``, needs LFW): ``--batch-photos`` LFW photos
 (default 300; every n-th of the sorted list, leaving out the known photos)
-named by ``edge identify`` with a gallery of the 12 people of LFW who have
-50 photos or more (their first photo each, built with ``edge gallery
-build``, not timed), and by the face_recognition CLI (``face_recognition
---cpus N KNOWN UNKNOWN``, which encodes those 12 known photos as part of its
-run) with the same photos, N = the cores this process may use; both in
-``--batch-rounds`` interleaved rounds. Photos/s = photos / wall time of the
-whole command (start-up included), median over the rounds. The
-face_recognition CLI runs in a virtual environment of its own
+named by ``edge identify`` (its own choice of processes x threads, and with
+``--workers N`` for each of ``--batch-workers``) with a gallery of the 12
+people of LFW who have 50 photos or more (their first photo each, built with
+``edge gallery build``, not timed), and by the face_recognition CLI
+(``face_recognition --cpus N KNOWN UNKNOWN``, which encodes those 12 known
+photos as part of its run) with the same photos, N = the cores this process
+may use; all in ``--batch-rounds`` interleaved rounds. Photos/s = photos /
+wall time of the whole command (start-up included), median over the rounds.
+The face_recognition CLI runs in a virtual environment of its own
 (``--face-recognition-env``, made on first use from PyPI: dlib-bin, a
 prebuilt dlib, then face_recognition and face-recognition-models).
 
@@ -60,6 +61,7 @@ identify`` (with a gallery it builds itself) and its search.py.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import resource
@@ -376,18 +378,17 @@ def face_recognition_versions(cli: Path) -> dict:
 
 
 def names_per_photo(output: str) -> dict[str, set[str]]:
-    """{photo file name: names given} from `path,name` lines (both CLIs print them)."""
+    """{photo file name: names given} from `path,name` lines (both CLIs print them; edge's are CSV proper)."""
     named: dict[str, set[str]] = {}
-    for line in output.splitlines():
-        path, _, name = line.rpartition(",")
-        if path:
-            named.setdefault(Path(path).name, set()).add(name)
+    for fields in csv.reader(output.splitlines()):
+        if len(fields) >= 2:
+            named.setdefault(Path(fields[0]).name, set()).add(fields[1])
     return named
 
 
 def naming(output: str, known: set[str]) -> dict:
-    """How the photos were named: those of a known person with their name (right), those given
-    another known person's name (wrong), and photos with no line at all (missing)."""
+    """How the photos were named: how many have a line at all, how many of a known person
+    have their name (right), and how many were given another known person's name (wrong)."""
     named = names_per_photo(output)
     right = wrong = 0
     for photo, names in named.items():
@@ -430,6 +431,10 @@ def measure_batch(args: argparse.Namespace, codes: dict[str, Path], scratch: Pat
         command, env = edge_command(code, "identify", str(unknown_dir), "--gallery", str(gallery))
         tools[f"edge identify{f' [{label}]' if label else ''}"] = {"command": command, "env": env,
                                                                    "gallery_build_s": round(wall, 2)}
+        if not label:  # this code's plan against other counts of processes
+            for workers in args.batch_workers:
+                tools[f"edge identify --workers {workers}"] = {"command": [*command, "--workers", str(workers)],
+                                                               "env": env}
     tools["face_recognition"] = {"command": [str(cli), "--cpus", str(cores), str(known_dir), str(unknown_dir)],
                                  "env": None}
     runs: dict[str, list[dict]] = {name: [] for name in tools}
@@ -543,6 +548,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models-dir", type=Path, help="folder with the .tflite files (default: the engine's)")
     parser.add_argument("--batch-photos", type=int, default=300, help="LFW photos to name (default: 300)")
     parser.add_argument("--batch-rounds", type=int, default=3, help="interleaved rounds of the batch")
+    parser.add_argument("--batch-workers", type=listed(int), default=[1],
+                        help="also time edge identify --workers N for each N (default: 1, all cores as threads "
+                             "in one process); empty for none")
     parser.add_argument("--face-recognition-env", type=Path, default=reference.cache_dir() / "face-recognition",
                         help="virtual environment of the face_recognition CLI, made there when missing "
                              "(default: %(default)s)")

@@ -57,12 +57,14 @@ SubjectRule = Literal["main", "clear", "single", "largest", "every"]
 CROP_BORDER = 0.2
 """Border added around a photo with no face found, as a fraction of its longer side (each edge)."""
 
-PHOTOS_PER_PROCESS = 32
+PHOTOS_PER_PROCESS = 64
 """A batch gets a worker process for every this many photos (at most one per core).
 Starting one (Python, OpenCV, numba and LiteRT imports, the models, the detector's
 first shapes) takes about 0.45 s of CPU, some 18 LFW photos' worth (26 ms each on
-one thread), and it pays only by what processes gain over threads; a smaller batch
-runs in the calling process, on threads."""
+one thread), and pays only by what processes gain over threads: on 2 cores, where
+2 threads run a frame 1.5-1.6x as fast as one (benchmarks/results/speed.txt), the
+two break even at about 140 photos. A smaller batch runs in the calling process,
+on threads."""
 
 WORKER_MEMORY_MIB = 500
 """Memory one worker process may take, MiB: 480 MiB resident (float16 set) after
@@ -126,7 +128,7 @@ def batch_plan(photos: int, cores: int, workers: int | None = None, delegate: st
     starting them (PHOTOS_PER_PROCESS photos each) or ``memory_mib`` (MiB
     available) would not hold them (WORKER_MEMORY_MIB each); then the largest
     count that divides the cores, so that the threads (cores / processes each)
-    use them all: 100 photos on 8 cores, 2 x 4; 20 photos, 1 x 8 (in the
+    use them all: 200 photos on 8 cores, 2 x 4; 100 photos, 1 x 8 (in the
     calling process). ``workers`` (the commands' --workers) sets the number
     of processes instead (no more than photos; threads: the cores split among
     them). A hardware ``delegate`` ("edgetpu", "gpu") is one device: one process.
