@@ -40,6 +40,8 @@ people of LFW who have 50 photos or more (their first photo each, built with
 photos as part of its run) with the same photos, N = the cores this process
 may use; all in ``--batch-rounds`` interleaved rounds. Photos/s = photos /
 wall time of the whole command (start-up included), median over the rounds.
+Then each edge run once more with --json, untimed: every one must give the
+same answer, box for box, as edge identify's default.
 The face_recognition CLI runs in a virtual environment of its own
 (``--face-recognition-env``, made on first use from PyPI: dlib-bin, a
 prebuilt dlib, then face_recognition and face-recognition-models).
@@ -447,6 +449,11 @@ def measure_batch(args: argparse.Namespace, codes: dict[str, Path], scratch: Pat
                 raise RuntimeError(f"{name} failed ({done.returncode}): {done.stderr.strip()[-300:]}")
             runs[name].append({"wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
                                **naming(done.stdout, set(known))})
+    answers = {}  # every edge run's full answer (boxes, scores, similarities), untimed: all must be the same
+    for name, tool in tools.items():
+        if name.startswith("edge"):
+            answers[name] = subprocess.run([*tool["command"], "--json"], capture_output=True, text=True,
+                                           env=tool["env"]).stdout
     results = []
     for name, rounds in runs.items():
         wall = statistics.median(r["wall_s"] for r in rounds)
@@ -457,6 +464,8 @@ def measure_batch(args: argparse.Namespace, codes: dict[str, Path], scratch: Pat
                         "rounds_wall_s": [r["wall_s"] for r in rounds],
                         "cpu_s": None if name == "face_recognition" else round(cpu, 2),
                         **{k: rounds[-1][k] for k in ("photos_with_lines", "right", "wrong")},
+                        **({"same_json_as_edge_identify": answers[name] == answers["edge identify"]}
+                           if name in answers else {}),
                         **({"gallery_build_s": tools[name]["gallery_build_s"]} if "gallery_build_s" in tools[name]
                            else {})})
     return {"cores": cores, "photos": len(unknown), "known_people": sorted(known),
@@ -476,7 +485,9 @@ def batch_table(batch: dict) -> str:
 def batch_goals(batch: dict) -> list[str]:
     by_tool = {r["tool"]: r for r in batch["results"]}
     theirs = by_tool["face_recognition"]["photos_per_s"]
-    lines = []
+    lines = [f"batch: {name}: the same --json output (boxes, scores, names, similarities) as edge identify's: "
+             f"{'yes' if r['same_json_as_edge_identify'] else 'NO'}"
+             for name, r in by_tool.items() if name != "edge identify" and "same_json_as_edge_identify" in r]
     for name, r in by_tool.items():
         if name.startswith("edge"):
             ratio = r["photos_per_s"] / theirs

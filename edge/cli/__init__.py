@@ -19,6 +19,14 @@ from edge.config import Config, ConfigError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # also while the commands' modules load, or a user error is looked up
+        print("edge: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -27,9 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as exc:
         print(f"edge: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("edge: interrupted", file=sys.stderr)
-        return 130
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -39,9 +44,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from edge.adapters.gpio import GpioError
     from edge.gallery.errors import GalleryError
     from edge.perception.litert import DelegateError, ModelError
-    from edge.perception.photos import WorkerDied
 
-    return ConfigError, ModelError, DelegateError, GalleryError, GpioError, SourceError, WorkerDied
+    # A photo batch's dead worker is reported by edge.perception.photos, loaded by then;
+    # importing it here (OpenCV, numba) would slow every other error down.
+    photos = sys.modules.get("edge.perception.photos")
+    batch = (photos.WorkerDied,) if photos is not None else ()
+    return ConfigError, ModelError, DelegateError, GalleryError, GpioError, SourceError, *batch
 
 
 def _add_shared_options(parser: argparse.ArgumentParser, top: bool) -> None:

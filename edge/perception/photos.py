@@ -38,6 +38,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -186,7 +187,9 @@ def embed_photos(
                                (settings, os.getpid()))
     done = 0
     try:
-        for result in pool.map(_worker_photo, paths, [rule] * len(paths), chunksize=4):
+        with _sigint_blocked():  # map starts the workers
+            results = pool.map(_worker_photo, paths, [rule] * len(paths), chunksize=4)
+        for result in results:
             done += 1
             yield result
     except BrokenProcessPool:
@@ -264,6 +267,22 @@ def find_faces(engine: FaceEngine, image: np.ndarray) -> list[Face]:
     return [face.shifted(-border, -border) for face in engine.detect(framed)]
 
 
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Ctrl-C held back while worker processes start, so that they start with it
+    blocked (spawn passes the signal mask on): a Ctrl-C is the parent's to handle, by
+    stopping the pool, never a traceback from a worker. One that comes meanwhile is
+    delivered to the parent as the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 _worker_engine: FaceEngine | Exception | None = None
 """This worker process's engine, set by _start_worker, or why it could not be opened."""
 _worker_max_pixels = DEFAULT_MAX_PIXELS
@@ -277,7 +296,6 @@ def _start_worker(settings: RecognitionSettings, parent: int) -> None:
     delegate that cannot be opened is kept, to be raised (one line) with the first photo."""
     global _worker_engine, _worker_max_pixels
     _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     cv2.setNumThreads(settings.runtime.num_threads)
     try:
         _worker_engine = FaceEngine.open(settings)
