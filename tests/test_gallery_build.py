@@ -288,14 +288,14 @@ def test_a_group_photo_enrolls_the_face_that_matches_the_persons_other_photos(tm
 
 def test_pick_by_reference_takes_exactly_one_matching_face():
     from edge.enrollment.dataset import pick_by_reference
-    from edge.perception.photos import Candidate
+    from edge.perception.photos import EmbeddedFace
 
     axes = np.eye(4, dtype=np.float32)
     person, stranger = axes[0], axes[1]
     like_person = (0.8 * axes[0] + 0.6 * axes[2]).astype(np.float32)
 
     def candidates(*vectors):
-        return tuple(Candidate(BBox(0, 0, 10, 10), 0.99, v) for v in vectors)
+        return tuple(EmbeddedFace(BBox(0, 0, 10, 10), 0.99, v) for v in vectors)
 
     chosen, why = pick_by_reference(candidates(stranger, like_person), person + person, 0.36)
     assert chosen is not None and chosen[0].embedding is like_person and abs(chosen[1] - 0.8) < 1e-6 and why == ""

@@ -164,14 +164,14 @@ def test_order_of_preference_for_a_photo_with_several_faces(tmp_path, monkeypatc
     """pick_by_reference first; the main subject by position when no face or no clear photo matches, never
     when several match; nothing by position with strict. Photos stubbed: only the decision is under test."""
     from edge.enrollment import dataset
-    from edge.perception.photos import Candidate, PhotoResult
+    from edge.perception.photos import EmbeddedFace, PhotoResult
     from edge.perception.settings import RecognitionSettings
 
     axes = np.eye(128, dtype=np.float32)
     alice, bob, carol, dave = axes[0], axes[1], axes[2], axes[3]
 
     def candidate(vector, x):
-        return Candidate(BBox(x, 0, x + 50, 50), 0.99, vector)
+        return EmbeddedFace(BBox(x, 0, x + 50, 50), 0.99, vector)
 
     def group(path, *vectors, central=None):
         candidates = tuple(candidate(v, 100 * i) for i, v in enumerate(vectors))

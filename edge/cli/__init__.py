@@ -21,6 +21,14 @@ from edge.config import Config, ConfigError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # also while the commands' modules load, or a user error is looked up
+        print("edge: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -35,19 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as exc:
         print(f"edge: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("edge: interrupted", file=sys.stderr)
-        return 130
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    """What a user's config, models, delegate, GPIO, camera or gallery can raise: one line, exit 2."""
+    """What a user's config, models, delegate, GPIO, camera, gallery or a photo batch's
+    dead worker can raise: one line, exit 2."""
     from edge.adapters.camera import SourceError
     from edge.adapters.gpio import GpioError
     from edge.gallery.errors import GalleryError
     from edge.perception.litert import DelegateError, ModelError
 
-    return ConfigError, ModelError, DelegateError, GalleryError, GpioError, SourceError
+    # A photo batch's dead worker is reported by edge.perception.photos, loaded by then;
+    # importing it here (OpenCV, numba) would slow every other error down.
+    photos = sys.modules.get("edge.perception.photos")
+    batch = (photos.WorkerDied,) if photos is not None else ()
+    return ConfigError, ModelError, DelegateError, GalleryError, GpioError, SourceError, *batch
 
 
 def _add_shared_options(parser: argparse.ArgumentParser, top: bool) -> None:

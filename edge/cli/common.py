@@ -6,6 +6,7 @@ no face, an unreadable file); 2 bad usage, config, models or gallery.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import errno
 import sqlite3
@@ -30,6 +31,27 @@ def gallery_path(given: Path | None, config: Config) -> Path:
     if path is None:
         raise ConfigError("no gallery given: pass --gallery PATH or set [gallery] path in the config")
     return Path(path)
+
+
+MAX_WORKERS = 64
+"""The most worker processes --workers may ask for."""
+
+
+def add_workers_option(parser: argparse.ArgumentParser) -> None:
+    """--workers N of the photo batch commands (identify, verify, gallery build/add)."""
+    parser.add_argument("--workers", type=_workers, metavar="N",
+                        help="worker processes, the cores split among them (default: one per core, "
+                             "fewer for a small batch)")
+
+
+def _workers(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be a whole number 1..{MAX_WORKERS}, not {text!r}")
+    return count
 
 
 FLAGS = {"match_threshold": "--threshold", "vote": "--k"}

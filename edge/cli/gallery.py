@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from edge.cli.common import EXIT_INPUT, EXIT_OK, gallery_path, storage_errors
+from edge.cli.common import EXIT_INPUT, EXIT_OK, add_workers_option, gallery_path, storage_errors
 from edge.config import Config, ConfigError
 from edge.imageio import shown
 from edge.names import InvalidNameError, validate_name
@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     build.add_argument("dataset", type=Path, metavar="DATASET", help="folder with one sub-folder per person")
     build.add_argument("--gallery", type=Path, help="the new gallery's path (default: [gallery] path in the config)")
-    build.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    add_workers_option(build)
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
     build.add_argument("--strict", action="store_true",
                        help="enroll a photo with several faces of similar size only by matching the person's "
@@ -82,7 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _add_enroll_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gallery", type=Path, help="default: [gallery] path in the config")
     p.add_argument("--largest", action="store_true", help="take the largest face of a photo with several")
-    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    add_workers_option(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -93,7 +93,6 @@ def run(args: argparse.Namespace, config: Config) -> int:  # replaced by the act
 def _build(args: argparse.Namespace, config: Config) -> int:
     from edge.enrollment.dataset import build_gallery
 
-    _check_workers(args)
     path = gallery_path(args.gallery, config)
     try:
         with storage_errors(path, "build the gallery", "nothing was built"):
@@ -110,7 +109,6 @@ def _build(args: argparse.Namespace, config: Config) -> int:
 def _add(args: argparse.Namespace, config: Config) -> int:
     from edge.enrollment.dataset import add_to_gallery, scan_dataset, scan_person
 
-    _check_workers(args)
     try:
         if args.action == "add":
             name = None if args.name is None else validate_name(args.name)
@@ -126,11 +124,6 @@ def _add(args: argparse.Namespace, config: Config) -> int:
         report = add_to_gallery(path, photos, skipped, config.recognition, args.largest,
                                 args.workers, _ProgressBar(sys.stderr))
     return _summary(report, args.json)
-
-
-def _check_workers(args: argparse.Namespace) -> None:
-    if args.workers is not None and not 1 <= args.workers <= 64:
-        raise ConfigError("--workers must be 1..64")
 
 
 def _summary(report, as_json: bool) -> int:

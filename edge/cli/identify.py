@@ -6,7 +6,9 @@ no face, `error: ...` for a file that could not be used), as CSV (a field
 with a comma, quote or newline is quoted), or with --json one line per photo:
 {"path", "faces": [{"box", "score", "name", "similarity", "nearest"}]}, and
 {"path", "error"} for a file that could not be used. Undecodable bytes of
-a file name are shown as \\xNN. A bad file never stops the run.
+a file name are shown as \\xNN. A bad file never stops the run. The photos
+are spread over the cores (edge.perception.photos.batch_plan, --workers);
+the output keeps their order.
 
 Exit status 1 when some photo could not be used or has no face (README:
 "some photo unreadable or without a usable face").
@@ -16,12 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from edge.similarity import is_match
-from edge.cli.common import EXIT_INPUT, EXIT_OK, csv_line, gallery_path, search_settings
+from edge.cli.common import EXIT_INPUT, EXIT_OK, add_workers_option, csv_line, gallery_path, search_settings
 from edge.config import Config
-from edge.imageio import IMAGE_SUFFIXES, ImageError, load_image, shown
+from edge.imageio import IMAGE_SUFFIXES, shown
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,50 +32,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gallery", type=Path, help="default: [gallery] path in the config")
     p.add_argument("--threshold", type=float, help="cosine similarity to accept a match (default: [search] match_threshold)")
     p.add_argument("--k", type=int, help="decide by a majority vote of the K nearest samples (default: [search] vote)")
+    add_workers_option(p)
     p.add_argument("--json", action="store_true", help="one JSON line per photo")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    import cv2
+    import numba
+    import numpy as np
 
     from edge.gallery.search import identify, search
     from edge.gallery.store import Gallery
-    from edge.perception.engine import FaceEngine
     from edge.perception.modelset import embedding_model_id
-    from edge.perception.photos import find_faces, one_line
+    from edge.perception.photos import embed_photos
 
     settings = search_settings(config, args.threshold, args.k)
     gallery = Gallery.open(gallery_path(args.gallery, config), model_id=embedding_model_id(config.recognition))
-    engine = FaceEngine.open(config.recognition)
+    entries = list(_photos(args.paths))
+    photos = [str(path) for path, problem in entries if not problem]
     unused = 0  # photos unreadable or without a face
+    # The photos take every core; a search beside them on more threads would only
+    # take cores from them (and its threads would spin between searches).
+    numba.set_num_threads(1)
     try:
-        for path, problem in _photos(args.paths):
-            if problem:
+        results = embed_photos(photos, config.recognition, args.workers, rule="every")
+        for path, problem in entries:
+            result = None if problem else next(results)
+            if problem or result.error:
                 unused += 1
-                _print_error(args.json, path, problem)
+                _print_error(args.json, path, problem or result.error)
                 continue
-            try:
-                image = load_image(path, config.recognition.max_image_pixels)
-                faces = find_faces(engine, image)
-                vectors = engine.embed(image, faces) if faces else None
-            except ImageError as exc:
-                unused += 1
-                _print_error(args.json, path, str(exc))
-                continue
-            except (cv2.error, MemoryError) as exc:
-                unused += 1
-                _print_error(args.json, path, f"{shown(path)}: cannot process ({one_line(exc)})")
-                continue
-            results = []
-            if faces:
+            faces = []
+            if result.faces:
+                vectors = np.stack([face.embedding for face in result.faces])
                 nearest = search(gallery, vectors, k=1)
                 if settings.vote is None:  # the nearest already found answer it
                     chosen = [n[0] if n and is_match(n[0].similarity, settings.match_threshold) else None
                               for n in nearest]
                 else:
                     chosen = identify(gallery, vectors, settings)
-                for face, near, match in zip(faces, nearest, chosen):
-                    results.append({
+                for face, near, match in zip(result.faces, nearest, chosen):
+                    faces.append({
                         "box": face.box.as_list(),
                         "score": round(face.score, 4),
                         "name": match.name if match else None,
@@ -81,13 +80,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
                     })
             else:
                 unused += 1
-            _print_result(args.json, path, results)
+            _print_result(args.json, path, faces)
     finally:
         gallery.close()
     return EXIT_OK if unused == 0 else EXIT_INPUT
 
 
-def _photos(paths: list[Path]):
+def _photos(paths: list[Path]) -> Iterator[tuple[Path, str | None]]:
     """(path, None) for each photo in order, folders giving their images in name order;
     (folder, why) for a folder that cannot be listed."""
     for path in paths:

@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from edge.cli.common import EXIT_INPUT, EXIT_OK, search_settings
+from edge.cli.common import EXIT_INPUT, EXIT_OK, add_workers_option, search_settings
 from edge.config import Config, ConfigError
 from edge.imageio import shown
 
@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs", type=Path, help="CSV with path_a,path_b[,same] columns")
     p.add_argument("--root", type=Path, default=Path("."), help="folder the CSV paths are relative to")
     p.add_argument("--threshold", type=float, help="cosine similarity for 'same person' (default from config)")
-    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    add_workers_option(p)
     p.add_argument("--json", action="store_true", help="JSON lines instead of text")
 
 
@@ -41,8 +41,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
     started = time.perf_counter()
     unique = list(dict.fromkeys(p for a, b, _ in pairs for p in (a, b)))
-    workers = 1 if len(unique) <= 2 else args.workers
-    photos = dict(zip(unique, embed_photos(unique, recognition, workers)))
+    photos = dict(zip(unique, embed_photos(unique, recognition, args.workers)))
     results = [(compare(photos[a], photos[b], threshold), same) for a, b, same in pairs]
 
     for result, _ in results:

@@ -43,7 +43,7 @@ from edge.gallery.store import Gallery
 from edge.imageio import IMAGE_SUFFIXES, shown
 from edge.names import InvalidNameError, validate_name
 from edge.perception.modelset import embedding_model_id
-from edge.perception.photos import Candidate, PhotoResult, SubjectRule, embed_photos
+from edge.perception.photos import EmbeddedFace, PhotoResult, SubjectRule, embed_photos
 from edge.perception.settings import RecognitionSettings
 from edge.similarity import MATCH_THRESHOLD, is_match
 from edge.faces import BBox
@@ -417,8 +417,8 @@ def _enroll(gallery: Gallery, photos: list[DatasetPhoto], recognition: Recogniti
 
 
 def pick_by_reference(
-    candidates: tuple[Candidate, ...], reference: np.ndarray | None, threshold: float
-) -> tuple[tuple[Candidate, float] | None, str]:
+    candidates: tuple[EmbeddedFace, ...], reference: np.ndarray | None, threshold: float
+) -> tuple[tuple[EmbeddedFace, float] | None, str]:
     """The one candidate face that is the person of ``reference``, or why none is.
 
     ``reference`` is the sum (or mean) of the person's clear samples, None

@@ -12,15 +12,20 @@ Each photo is loaded, searched for faces and reduced to one face, its subject:
   ``by_position`` marking the one that is the main subject beyond doubt
   (``clear_cut_main_face``), if one is, for a person with nothing to match;
 - ``"single"`` (gallery add): exactly one face, else skipped;
-- ``"largest"`` (gallery add --largest): the largest face, whatever else is there.
+- ``"largest"`` (gallery add --largest): the largest face, whatever else is there;
+- ``"every"`` (identify): every face, most confident first, each with its
+  embedding, as ``faces``; a photo without a face has none (no error).
 
-Photos go to worker processes (one engine each, loaded once) in input order;
-a worker dies with the process that started it (``_start_worker``). Whatever
-goes wrong with one photo (a file that is not an image, or too large, an
-OpenCV error on odd dimensions) is that photo's ``error``: a batch goes on.
-A photo in which no face is found is searched once more with a border
-around it (``find_faces``): a tight crop, the face touching the edges, gives
-the detector too little context.
+A batch is spread over the machine by ``batch_plan``: so many worker processes
+(one engine each, loaded once), each with so many threads. Photos go to them
+in input order, as paths: each worker reads and decodes its photos itself,
+once each, and sends back only boxes and embeddings. A worker dies with the
+process that started it (``_start_worker``). Whatever goes wrong with one
+photo (a file that is not an image, or too large, an OpenCV error on odd
+dimensions) is that photo's ``error``: a batch goes on. A photo in which no
+face is found is searched once more with a border around it (``find_faces``):
+a tight crop, the face touching the edges, gives the detector too little
+context; a photo with a face is searched once.
 """
 
 from __future__ import annotations
@@ -32,26 +37,49 @@ import signal
 import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import cv2
 import numpy as np
 
-from edge.perception.settings import RecognitionSettings
+from edge.perception.settings import MAX_THREADS, RecognitionSettings
 from edge.imageio import DEFAULT_MAX_PIXELS, ImageError, load_image, shown
 from edge.perception.engine import FaceEngine
+from edge.perception.litert import DelegateError, ModelError
 from edge.perception.subject import clear_cut_main_face, main_face, similar_to_largest
 from edge.faces import BBox, Face
 
-SubjectRule = Literal["main", "clear", "single", "largest"]
+SubjectRule = Literal["main", "clear", "single", "largest", "every"]
 
 CROP_BORDER = 0.2
 """Border added around a photo with no face found, as a fraction of its longer side (each edge)."""
 
+PHOTOS_PER_PROCESS = 64
+"""A batch gets a worker process for every this many photos (at most one per core).
+Starting one (Python, OpenCV, numba and LiteRT imports, the models, the detector's
+first shapes) takes about 0.45 s of CPU, some 18 LFW photos' worth (26 ms each on
+one thread), and pays only by what processes gain over threads: on 2 cores, where
+2 threads run a frame 1.5-1.6x as fast as one (benchmarks/results/speed.txt), the
+two break even at about 140 photos. A smaller batch runs in the calling process,
+on threads."""
+
+WORKER_MEMORY_MIB = 500
+"""Memory one worker process may take, MiB: 480 MiB resident (float16 set) after
+100 LFW photos and a portrait, most of it the detector's interpreters, one per
+input shape seen. A batch starts no more workers than MemAvailable holds."""
+
+
+class WorkerDied(RuntimeError):
+    """A worker process of a batch ended without a result (killed, e.g. by the out-of-memory killer)."""
+
+
 @dataclass(frozen=True, slots=True)
-class Candidate:
-    """One face of a photo whose subject is not clear: its box, detector score and embedding."""
+class EmbeddedFace:
+    """One face of a photo: its box, detector score (0..1) and embedding."""
 
     box: BBox
     score: float
@@ -67,6 +95,7 @@ class PhotoResult:
     clear subject that are of similar size to its largest (``similar_to_largest``).
     ``by_position``: the one of ``candidates`` that is the photo's main
     subject by size and position beyond doubt (``clear_cut_main_face``), or None.
+    ``faces``: under the "every" rule, every face of the photo, most confident first.
     """
 
     path: str
@@ -75,8 +104,65 @@ class PhotoResult:
     faces_found: int = 0
     score: float | None = None
     error: str | None = None
-    candidates: tuple[Candidate, ...] = ()
-    by_position: Candidate | None = None
+    candidates: tuple[EmbeddedFace, ...] = ()
+    by_position: EmbeddedFace | None = None
+    faces: tuple[EmbeddedFace, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """How a batch of photos uses the machine: ``processes`` engines, each on
+    ``threads`` CPU threads (LiteRT's and OpenCV's). One process: the calling one."""
+
+    processes: int
+    threads: int
+
+
+def batch_plan(photos: int, cores: int, workers: int | None = None, delegate: str = "cpu",
+               memory_mib: float | None = None) -> BatchPlan:
+    """Processes x threads for ``photos`` photos on ``cores`` CPUs: every core busy, none shared.
+
+    Processes before threads: a photo is a chain of small model runs (the
+    pyramid's levels, a few crops), which LiteRT's threads split less well
+    than processes split photos. So one process per core (2 cores:
+    2 x 1, 4: 4 x 1, 8: 8 x 1), fewer when the batch is too small to repay
+    starting them (PHOTOS_PER_PROCESS photos each) or ``memory_mib`` (MiB
+    available) would not hold them (WORKER_MEMORY_MIB each); then the largest
+    count that divides the cores, so that the threads (cores / processes each)
+    use them all: 200 photos on 8 cores, 2 x 4; 100 photos, 1 x 8 (in the
+    calling process). ``workers`` (the commands' --workers) sets the number
+    of processes instead (no more than photos; threads: the cores split among
+    them). A hardware ``delegate`` ("edgetpu", "gpu") is one device: one process.
+    """
+    if delegate != "cpu":
+        processes = 1
+    elif workers is not None:
+        processes = max(1, min(workers, photos))
+    else:
+        wanted = min(cores, photos // PHOTOS_PER_PROCESS)
+        if memory_mib is not None:
+            wanted = min(wanted, int(memory_mib // WORKER_MEMORY_MIB))
+        processes = max(d for d in range(1, max(1, wanted) + 1) if cores % d == 0)
+    return BatchPlan(processes, max(1, min(MAX_THREADS, cores // processes)))
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on: its affinity mask (taskset, a container's cpuset), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def available_memory_mib() -> float | None:
+    """MemAvailable from /proc/meminfo, MiB; None where there is no such file."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def embed_photos(
@@ -85,23 +171,32 @@ def embed_photos(
     workers: int | None = None,
     rule: SubjectRule = "main",
 ) -> Iterator[PhotoResult]:
-    """The subject of each photo, in input order, using ``workers`` processes.
-
-    With several workers each engine gets an equal share of the CPU threads.
-    """
+    """The subject of each photo under ``rule``, in input order, spread over the machine by
+    ``batch_plan`` (``workers``: that many processes). [recognition.runtime] num_threads
+    is the door's setting; a batch sets the threads by the plan."""
     paths = list(paths)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(paths) or 1))
-    if workers == 1:
-        engine = FaceEngine.open(settings)
-        for path in paths:
-            yield photo_result(engine, path, rule, settings.max_image_pixels)
+    plan = batch_plan(len(paths), usable_cores(), workers, settings.runtime.delegate, available_memory_mib())
+    runtime = settings.runtime.model_copy(update={"num_threads": plan.threads})
+    settings = settings.model_copy(update={"runtime": runtime})
+    if plan.processes == 1:
+        with FaceEngine.open(settings) as engine:
+            for path in paths:
+                yield photo_result(engine, path, rule, settings.max_image_pixels)
         return
-    threads = max(1, settings.runtime.num_threads // workers)
-    runtime = settings.runtime.model_copy(update={"num_threads": threads})
-    worker_settings = settings.model_copy(update={"runtime": runtime})
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, context, _start_worker, (worker_settings, os.getpid())) as pool:
-        yield from pool.map(_worker_photo, paths, [rule] * len(paths), chunksize=4)
+    pool = ProcessPoolExecutor(plan.processes, multiprocessing.get_context("spawn"), _start_worker,
+                               (settings, os.getpid()))
+    done = 0
+    try:
+        with _sigint_blocked():  # map starts the workers
+            results = pool.map(_worker_photo, paths, [rule] * len(paths), chunksize=4)
+        for result in results:
+            done += 1
+            yield result
+    except BrokenProcessPool:
+        raise WorkerDied(f"a worker process died after {done} of {len(paths)} photos "
+                         "(out of memory? try fewer --workers)") from None
+    finally:  # stopped early (Ctrl-C, an error): drop the photos not yet started
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def photo_result(engine: FaceEngine, path: str, rule: SubjectRule = "main",
@@ -125,6 +220,9 @@ def one_line(exc: BaseException) -> str:
 def _photo_result(engine: FaceEngine, path: str, rule: SubjectRule, max_pixels: int) -> PhotoResult:
     image = load_image(path, max_pixels)
     faces = find_faces(engine, image)
+    if rule == "every":
+        embedded = _embedded(engine, image, faces)
+        return PhotoResult(path, faces_found=len(faces), faces=embedded)
     if not faces:
         return PhotoResult(path, error=f"{shown(path)}: no face found")
     if rule == "main":
@@ -139,8 +237,7 @@ def _photo_result(engine: FaceEngine, path: str, rule: SubjectRule, max_pixels: 
     else:
         contenders = similar_to_largest(faces)
         if len(contenders) > 1:
-            embeddings = engine.embed(image, contenders)
-            candidates = tuple(Candidate(f.box, f.score, e) for f, e in zip(contenders, embeddings))
+            candidates = _embedded(engine, image, contenders)
             central = clear_cut_main_face(faces, image.shape[1], image.shape[0])
             return PhotoResult(
                 path, faces_found=len(faces),
@@ -151,6 +248,12 @@ def _photo_result(engine: FaceEngine, path: str, rule: SubjectRule, max_pixels: 
         face = contenders[0]
     embedding = engine.embed(image, [face])[0]
     return PhotoResult(path, face.box, embedding, len(faces), face.score)
+
+
+def _embedded(engine: FaceEngine, image: np.ndarray, faces: list[Face]) -> tuple[EmbeddedFace, ...]:
+    if not faces:
+        return ()
+    return tuple(EmbeddedFace(f.box, f.score, e) for f, e in zip(faces, engine.embed(image, faces)))
 
 
 def find_faces(engine: FaceEngine, image: np.ndarray) -> list[Face]:
@@ -164,7 +267,24 @@ def find_faces(engine: FaceEngine, image: np.ndarray) -> list[Face]:
     return [face.shifted(-border, -border) for face in engine.detect(framed)]
 
 
-_worker_engine: FaceEngine | None = None  # one engine per worker process, set by _start_worker
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Ctrl-C held back while worker processes start, so that they start with it
+    blocked (spawn passes the signal mask on): a Ctrl-C is the parent's to handle, by
+    stopping the pool, never a traceback from a worker. One that comes meanwhile is
+    delivered to the parent as the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+_worker_engine: FaceEngine | Exception | None = None
+"""This worker process's engine, set by _start_worker, or why it could not be opened."""
 _worker_max_pixels = DEFAULT_MAX_PIXELS
 
 PR_SET_PDEATHSIG = 1
@@ -172,9 +292,15 @@ PR_SET_PDEATHSIG = 1
 
 
 def _start_worker(settings: RecognitionSettings, parent: int) -> None:
+    """Open this worker's engine on the plan's threads (OpenCV's too); a model or
+    delegate that cannot be opened is kept, to be raised (one line) with the first photo."""
     global _worker_engine, _worker_max_pixels
     _die_with_parent(parent)
-    _worker_engine = FaceEngine.open(settings)
+    cv2.setNumThreads(settings.runtime.num_threads)
+    try:
+        _worker_engine = FaceEngine.open(settings)
+    except (ModelError, DelegateError) as exc:
+        _worker_engine = exc
     _worker_max_pixels = settings.max_image_pixels
 
 
@@ -192,4 +318,6 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _worker_photo(path: str, rule: SubjectRule) -> PhotoResult:
+    if isinstance(_worker_engine, Exception):
+        raise _worker_engine
     return photo_result(_worker_engine, path, rule, _worker_max_pixels)

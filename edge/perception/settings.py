@@ -26,16 +26,21 @@ ModelSetName = Literal["float16", "float32", "int8"]
 """The model sets of edge.perception.modelset.MODEL_SETS."""
 
 
+MAX_THREADS = 16
+"""The most CPU threads a model may be given (num_threads)."""
+
+
 class RuntimeSettings(Settings):
     """How LiteRT interpreters are created (edge.perception.litert).
 
-    num_threads: CPU threads per interpreter. delegate: "cpu" (XNNPACK),
+    num_threads: CPU threads per interpreter (the photo commands choose their
+    own: edge.perception.photos.batch_plan). delegate: "cpu" (XNNPACK),
     "edgetpu" (Coral, libedgetpu) or "gpu" (the TFLite GPU delegate from
     ``gpu_delegate_library``). A delegate that cannot load falls back to the
     CPU with one log line, unless ``delegate_required``.
     """
 
-    num_threads: int = Field(2, ge=1, le=16, description="CPU threads per model")
+    num_threads: int = Field(2, ge=1, le=MAX_THREADS, description="CPU threads per model")
     delegate: Literal["cpu", "edgetpu", "gpu"] = "cpu"
     delegate_required: bool = Field(False, description="fail instead of falling back to the CPU")
     gpu_delegate_library: str | None = Field(None, min_length=1, description="path of the GPU delegate .so")
