@@ -113,3 +113,14 @@ def test_a_tight_face_crop_is_found_inside_a_border(gallery, tmp_path, engine, p
     cv2.imwrite(str(tmp_path / "crop.png"), crop)
     code, out, _ = run(capsys, "identify", tmp_path / "crop.png", "--gallery", gallery)
     assert code == EXIT_OK and out.strip() == f"{tmp_path / 'crop.png'},obama"
+
+
+def test_identify_with_liveness_adds_the_probability_of_live_to_each_face(gallery, photos, capsys):
+    code, out, _ = run(capsys, "identify", photos / "c_both.jpg", "--gallery", gallery, "--json", "--liveness")
+    assert code == EXIT_OK
+    faces = json.loads(out)["faces"]
+    assert len(faces) == 2 and all(0.0 <= f["liveness"] <= 1.0 and f["live"] == (f["liveness"] >= 0.5) for f in faces)
+    assert all(0.9 <= f["score"] <= 1.0 for f in faces)  # still the detector's
+    code, out, _ = run(capsys, "identify", photos / "a_obama.jpg", "--gallery", gallery, "--liveness")
+    (line,) = out.splitlines()
+    assert line.rsplit(",", 2)[1:] in (["obama", "live"], ["obama", "not_live"])

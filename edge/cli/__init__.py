@@ -91,7 +91,7 @@ CommandSpec = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argpars
 
 
 def _commands() -> dict[str, CommandSpec]:
-    from edge.cli import enroll, find, gallery, identify, run, validate, verify
+    from edge.cli import enroll, find, gallery, identify, liveness, run, validate, verify
 
     return {
         "run": (run.add_arguments, run.run, "the door: camera -> recognition -> events (MQTT or stdout)"),
@@ -101,5 +101,6 @@ def _commands() -> dict[str, CommandSpec]:
         "gallery": (gallery.add_arguments, gallery.run, "build and inspect galleries of enrolled faces"),
         "identify": (identify.add_arguments, identify.run, "name every face in photos from a gallery"),
         "find": (find.add_arguments, find.run, "the enrolled photos of the person in a photo"),
+        "liveness": (liveness.add_arguments, liveness.run, "is each face live, or a photo or a screen?"),
         "enroll": (enroll.add_arguments, enroll.run, "enroll the person in front of the camera"),
     }

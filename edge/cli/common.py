@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from edge.config import Config, ConfigError
 from edge.gallery.errors import DiskFullError, GalleryError
 from edge.gallery.settings import SearchSettings
-from edge.imageio import shown
+from edge.imageio import IMAGE_SUFFIXES, shown
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
 
@@ -52,6 +52,19 @@ def _workers(text: str) -> int:
     if not 1 <= count <= MAX_WORKERS:
         raise argparse.ArgumentTypeError(f"must be a whole number 1..{MAX_WORKERS}, not {text!r}")
     return count
+
+
+def liveness_settings(config: Config, threshold: float | None = None):
+    """[recognition] with --threshold applied to its liveness threshold (None: not given), checked
+    by LivenessSettings' own bounds (a RecognitionSettings)."""
+    if threshold is None:
+        return config.recognition
+    try:
+        liveness = config.recognition.liveness.model_validate(
+            {**config.recognition.liveness.model_dump(), "threshold": threshold})
+    except ValidationError as exc:
+        raise ConfigError(f"--threshold {threshold}: {exc.errors()[0]['msg']}") from None
+    return config.recognition.model_copy(update={"liveness": liveness})
 
 
 FLAGS = {"match_threshold": "--threshold", "vote": "--k"}
@@ -92,3 +105,19 @@ def csv_line(*fields: object) -> None:
     csv.writer(sys.stdout, lineterminator="\n").writerow(
         [shown(f) if isinstance(f, (str, Path)) else f for f in fields])
     sys.stdout.flush()
+
+
+def photo_paths(paths: list[Path]) -> Iterator[tuple[Path, str | None]]:
+    """(path, None) for each photo in order, folders giving their images in name order;
+    (folder, why) for a folder that cannot be listed."""
+    for path in paths:
+        if path.is_dir():
+            try:
+                found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            except OSError as exc:
+                yield path, f"{shown(path)}: cannot list the folder ({exc.strerror or exc})"
+                continue
+            for photo in found:
+                yield photo, None
+        else:
+            yield path, None

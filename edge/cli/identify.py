@@ -5,7 +5,9 @@ Output like the classic face_recognition CLI, one `path,name` line per face
 no face, `error: ...` for a file that could not be used), as CSV (a field
 with a comma, quote or newline is quoted), or with --json one line per photo:
 {"path", "faces": [{"box", "score", "name", "similarity", "nearest"}]}, and
-{"path", "error"} for a file that could not be used. Undecodable bytes of
+{"path", "error"} for a file that could not be used. With --liveness each face
+also gets ``liveness`` (probability live, 0..1; ``score`` is already the
+detector's) and ``live``, and a CSV line a third field, ``live`` or ``not_live``. Undecodable bytes of
 a file name are shown as \\xNN. A bad file never stops the run. The photos
 are spread over the cores (edge.perception.photos.batch_plan, --workers);
 the output keeps their order.
@@ -18,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 from edge.similarity import is_match
-from edge.cli.common import EXIT_INPUT, EXIT_OK, add_workers_option, csv_line, gallery_path, search_settings
+from edge.cli.common import (EXIT_INPUT, EXIT_OK, add_workers_option, csv_line, gallery_path, liveness_settings,
+                             photo_paths, search_settings)
 from edge.config import Config
-from edge.imageio import IMAGE_SUFFIXES, shown
+from edge.imageio import shown
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, help="cosine similarity to accept a match (default: [search] match_threshold)")
     p.add_argument("--k", type=int, help="decide by a majority vote of the K nearest samples (default: [search] vote)")
     add_workers_option(p)
+    p.add_argument("--liveness", action="store_true",
+                   help="also score each face: live, or a photo or a screen (edge liveness)")
     p.add_argument("--json", action="store_true", help="one JSON line per photo")
 
 
@@ -46,15 +50,16 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from edge.perception.photos import embed_photos
 
     settings = search_settings(config, args.threshold, args.k)
+    recognition = liveness_settings(config) if args.liveness else config.recognition
     gallery = Gallery.open(gallery_path(args.gallery, config), model_id=embedding_model_id(config.recognition))
-    entries = list(_photos(args.paths))
+    entries = list(photo_paths(args.paths))
     photos = [str(path) for path, problem in entries if not problem]
     unused = 0  # photos unreadable or without a face
     # The photos take every core; a search beside them on more threads would only
     # take cores from them (and its threads would spin between searches).
     numba.set_num_threads(1)
     try:
-        results = embed_photos(photos, config.recognition, args.workers, rule="every")
+        results = embed_photos(photos, recognition, args.workers, rule="every", liveness=args.liveness)
         for path, problem in entries:
             result = None if problem else next(results)
             if problem or result.error:
@@ -77,39 +82,30 @@ def run(args: argparse.Namespace, config: Config) -> int:
                         "name": match.name if match else None,
                         "similarity": round(near[0].similarity, 4) if near else None,
                         "nearest": near[0].name if near else None,
+                        **(liveness_fields(face.liveness) if args.liveness else {}),
                     })
             else:
                 unused += 1
-            _print_result(args.json, path, faces)
+            _print_result(args.json, path, faces, args.liveness)
     finally:
         gallery.close()
     return EXIT_OK if unused == 0 else EXIT_INPUT
 
 
-def _photos(paths: list[Path]) -> Iterator[tuple[Path, str | None]]:
-    """(path, None) for each photo in order, folders giving their images in name order;
-    (folder, why) for a folder that cannot be listed."""
-    for path in paths:
-        if path.is_dir():
-            try:
-                found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            except OSError as exc:
-                yield path, f"{shown(path)}: cannot list the folder ({exc.strerror or exc})"
-                continue
-            for photo in found:
-                yield photo, None
-        else:
-            yield path, None
+def liveness_fields(liveness) -> dict:
+    """A face's liveness as the commands print it: ``liveness`` (probability live, 0..1) and ``live``."""
+    return {"liveness": round(liveness.score, 4), "live": liveness.live}
 
 
-def _print_result(as_json: bool, path: Path, faces: list[dict]) -> None:
+def _print_result(as_json: bool, path: Path, faces: list[dict], liveness: bool) -> None:
     if as_json:
         print(json.dumps({"path": shown(path), "faces": faces}), flush=True)
     elif not faces:
         csv_line(path, "no_persons_found")
     else:
         for face in faces:
-            csv_line(path, face["name"] or "unknown_person")
+            live = ["live" if face["live"] else "not_live"] if liveness else []
+            csv_line(path, face["name"] or "unknown_person", *live)
 
 
 def _print_error(as_json: bool, path: Path, error: str) -> None:

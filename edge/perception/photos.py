@@ -13,8 +13,9 @@ Each photo is loaded, searched for faces and reduced to one face, its subject:
   (``clear_cut_main_face``), if one is, for a person with nothing to match;
 - ``"single"`` (gallery add): exactly one face, else skipped;
 - ``"largest"`` (gallery add --largest): the largest face, whatever else is there;
-- ``"every"`` (identify): every face, most confident first, each with its
-  embedding, as ``faces``; a photo without a face has none (no error).
+- ``"every"`` (identify, liveness): every face, most confident first, each
+  with its embedding (and, with ``liveness``, its liveness), as ``faces``; a
+  photo without a face has none (no error).
 
 A batch is spread over the machine by ``batch_plan``: so many worker processes
 (one engine each, loaded once), each with so many threads. Photos go to them
@@ -39,7 +40,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -50,6 +51,7 @@ from edge.perception.settings import MAX_THREADS, RecognitionSettings
 from edge.imageio import DEFAULT_MAX_PIXELS, ImageError, load_image, shown
 from edge.perception.engine import FaceEngine
 from edge.perception.litert import DelegateError, ModelError
+from edge.perception.liveness import Liveness, LivenessChecker
 from edge.perception.subject import clear_cut_main_face, main_face, similar_to_largest
 from edge.faces import BBox, Face
 
@@ -79,11 +81,12 @@ class WorkerDied(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class EmbeddedFace:
-    """One face of a photo: its box, detector score (0..1) and embedding."""
+    """One face of a photo: its box, detector score (0..1), embedding and, when asked for, liveness."""
 
     box: BBox
     score: float
     embedding: np.ndarray
+    liveness: Liveness | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,21 +173,25 @@ def embed_photos(
     settings: RecognitionSettings,
     workers: int | None = None,
     rule: SubjectRule = "main",
+    liveness: bool = False,
 ) -> Iterator[PhotoResult]:
     """The subject of each photo under ``rule``, in input order, spread over the machine by
     ``batch_plan`` (``workers``: that many processes). [recognition.runtime] num_threads
-    is the door's setting; a batch sets the threads by the plan."""
+    is the door's setting; a batch sets the threads by the plan. ``liveness`` (rule
+    "every" only): each face is also scored by a LivenessChecker on ``settings``."""
+    if liveness and rule != "every":
+        raise ValueError("liveness is scored under the 'every' rule only")
     paths = list(paths)
     plan = batch_plan(len(paths), usable_cores(), workers, settings.runtime.delegate, available_memory_mib())
     runtime = settings.runtime.model_copy(update={"num_threads": plan.threads})
     settings = settings.model_copy(update={"runtime": runtime})
     if plan.processes == 1:
-        with FaceEngine.open(settings) as engine:
+        with FaceEngine.open(settings) as engine, _checker(settings, liveness) as checker:
             for path in paths:
-                yield photo_result(engine, path, rule, settings.max_image_pixels)
+                yield photo_result(engine, path, rule, settings.max_image_pixels, checker)
         return
     pool = ProcessPoolExecutor(plan.processes, multiprocessing.get_context("spawn"), _start_worker,
-                               (settings, os.getpid()))
+                               (settings, os.getpid(), liveness))
     done = 0
     try:
         with _sigint_blocked():  # map starts the workers
@@ -200,11 +207,11 @@ def embed_photos(
 
 
 def photo_result(engine: FaceEngine, path: str, rule: SubjectRule = "main",
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> PhotoResult:
-    """Load ``path`` (refused above ``max_pixels`` pixels) and embed its subject under ``rule``;
-    errors become PhotoResult.error."""
+                 max_pixels: int = DEFAULT_MAX_PIXELS, liveness: LivenessChecker | None = None) -> PhotoResult:
+    """Load ``path`` (refused above ``max_pixels`` pixels) and embed its subject under ``rule``
+    (under "every", with ``liveness``, each face scored too); errors become PhotoResult.error."""
     try:
-        return _photo_result(engine, path, rule, max_pixels)
+        return _photo_result(engine, path, rule, max_pixels, liveness)
     except ImageError as exc:
         return PhotoResult(path, error=str(exc))
     except (cv2.error, MemoryError) as exc:
@@ -217,11 +224,15 @@ def one_line(exc: BaseException) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
-def _photo_result(engine: FaceEngine, path: str, rule: SubjectRule, max_pixels: int) -> PhotoResult:
+def _photo_result(engine: FaceEngine, path: str, rule: SubjectRule, max_pixels: int,
+                  liveness: LivenessChecker | None) -> PhotoResult:
     image = load_image(path, max_pixels)
     faces = find_faces(engine, image)
     if rule == "every":
         embedded = _embedded(engine, image, faces)
+        if liveness is not None and faces:
+            scores = liveness.check(image, [face.box for face in faces])
+            embedded = tuple(replace(face, liveness=score) for face, score in zip(embedded, scores))
         return PhotoResult(path, faces_found=len(faces), faces=embedded)
     if not faces:
         return PhotoResult(path, error=f"{shown(path)}: no face found")
@@ -285,20 +296,23 @@ def _sigint_blocked() -> Iterator[None]:
 
 _worker_engine: FaceEngine | Exception | None = None
 """This worker process's engine, set by _start_worker, or why it could not be opened."""
+_worker_liveness: LivenessChecker | None = None
+"""This worker's liveness checker, when the batch scores liveness."""
 _worker_max_pixels = DEFAULT_MAX_PIXELS
 
 PR_SET_PDEATHSIG = 1
 """prctl(2) option: the signal a process gets when its parent dies (Linux)."""
 
 
-def _start_worker(settings: RecognitionSettings, parent: int) -> None:
-    """Open this worker's engine on the plan's threads (OpenCV's too); a model or
-    delegate that cannot be opened is kept, to be raised (one line) with the first photo."""
-    global _worker_engine, _worker_max_pixels
+def _start_worker(settings: RecognitionSettings, parent: int, liveness: bool) -> None:
+    """Open this worker's engine (and liveness checker) on the plan's threads (OpenCV's too); a
+    model or delegate that cannot be opened is kept, to be raised (one line) with the first photo."""
+    global _worker_engine, _worker_liveness, _worker_max_pixels
     _die_with_parent(parent)
     cv2.setNumThreads(settings.runtime.num_threads)
     try:
         _worker_engine = FaceEngine.open(settings)
+        _worker_liveness = LivenessChecker.open(settings) if liveness else None
     except (ModelError, DelegateError) as exc:
         _worker_engine = exc
     _worker_max_pixels = settings.max_image_pixels
@@ -320,4 +334,14 @@ def _die_with_parent(parent: int) -> None:
 def _worker_photo(path: str, rule: SubjectRule) -> PhotoResult:
     if isinstance(_worker_engine, Exception):
         raise _worker_engine
-    return photo_result(_worker_engine, path, rule, _worker_max_pixels)
+    return photo_result(_worker_engine, path, rule, _worker_max_pixels, _worker_liveness)
+
+
+@contextmanager
+def _checker(settings: RecognitionSettings, wanted: bool) -> Iterator[LivenessChecker | None]:
+    """A LivenessChecker on ``settings`` for the calling process when ``wanted``, closed after."""
+    if not wanted:
+        yield None
+        return
+    with LivenessChecker.open(settings) as checker:
+        yield checker
