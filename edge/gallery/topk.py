@@ -20,6 +20,13 @@ whatever Q is), and keeps a k-element min-heap per query whose root is the
 score to beat; only rows that beat it touch the heap or the ``valid`` mask.
 The per-thread heaps are merged at the end.
 
+int8 rows are scored in integers first: the query rounded to int16 codes
+times the row's codes, 16 products per vector instruction, a quarter of the
+bytes of float32 rows to read. That estimate is off by at most a known margin,
+so only rows whose estimate plus margin reaches the heap's root are scored
+exactly (codes[i] * scales[i] . query, in float32) and offered: the answer is
+the same as scoring every row exactly (_scan_codes, _quantise, _candidates4).
+
 Numba compiles the kernels on first use and caches them on disk. numba picks
 the cache directory at import: NUMBA_CACHE_DIR if set, else __pycache__
 beside this file if writable, else the user's cache directory
@@ -32,7 +39,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 FASTMATH = {"reassoc", "contract", "nsz", "arcp", "afn"}
 """fastmath without 'nnan'/'ninf': sums may be reordered (that is what lets the
@@ -43,6 +53,21 @@ BLOCK_STEPS = 16
 """Steps (of four rows) scored against all queries before moving on, when there
 are several: 64 float32 rows of 128-d are 32 KiB, which stay in the core's
 cache while each query passes over them."""
+
+CODE_BLOCK_STEPS = 32
+"""BLOCK_STEPS for int8 rows, which are widened to int16 for the block: 128 rows of
+128 int16 are 32 KiB."""
+
+_LANES = 16
+"""int16 values per vector in _candidates4: 256 bits."""
+
+_STEP = 32
+"""Values of a row per loop step in _candidates4 (two vectors); int8 rows are read in
+place when their length is a multiple of it, else through a padded copy."""
+
+_TINY = np.float32(np.finfo(np.float32).tiny)
+"""Added to every int8 bound: below the smallest normal float32 (subnormal scores, from
+absurdly small scales) rounding errors are no longer relative to the value."""
 
 _EMPTY = np.iinfo(np.int64).max
 """Row number of an empty heap slot while scanning (sorts after every real row)."""
@@ -95,8 +120,12 @@ def top_k(
         rows = np.full((queries.shape[0], k), -1, np.int64)
     else:
         chunks = numba.get_num_threads() if n * dim >= 1 << 16 else 1
-        arrays = [_read_only(a) for a in (matrix, queries, scales, valid)]
-        scores, rows = _scan(*arrays, k, chunks)
+        if matrix.dtype == np.float32:
+            scores, rows = _scan(*map(_read_only, (matrix, queries, valid)), k, chunks)
+        else:
+            codes, steps, margins = _quantise(queries)
+            arrays = map(_read_only, (matrix, scales, queries, codes, steps, margins, valid))
+            scores, rows = _scan_codes(*arrays, k, chunks)
         empty = rows == _EMPTY
         scores[empty] = -np.inf
         rows[empty] = -1
@@ -119,6 +148,33 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return view
 
 
+def _quantise(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The queries as int16 codes for _scan_codes: (codes (Q, D') int16, steps (Q,), margins (Q,) float32),
+    D' being D rounded up to a multiple of _STEP (the codes after D are zeros).
+
+    query ~= codes * step, to within half a step per value. For an int8 row c
+    (values -128..127, scale s) the error of the integer estimate of its
+    score, |s * (q . c - step * (codes . c))|, is at most |s| * margin: margin
+    is 128 times the L1 norm of the rounding error, plus a relative (D + 8)
+    float32 roundings of the largest possible sum, for the float rounding of
+    the exact score and of the bound itself.
+    """
+    n_queries, dim = queries.shape
+    levels = min(np.iinfo(np.int16).max, (2**31 - 1) // (128 * dim))  # no int32 sum can overflow
+    if levels < 1:
+        raise ValueError(f"int8 rows of {dim} values are too long for int32 sums")
+    values = queries.astype(np.float64)
+    largest = np.abs(values).max(axis=1)
+    steps = np.where(largest > 0, largest / levels, 1.0).astype(np.float32)
+    codes = np.clip(np.rint(values / steps[:, None]), -levels, levels)
+    error = np.abs(values - codes * steps[:, None].astype(np.float64)).sum(axis=1)
+    rounding = (dim + 8) * np.finfo(np.float32).eps / 2 * (np.abs(values).sum(axis=1) + error)
+    margins = np.nextafter((128 * (error + rounding)).astype(np.float32), np.float32(np.inf))
+    padded = np.zeros((n_queries, -(-dim // _STEP) * _STEP), np.int16)  # zeros: see _scan_codes
+    padded[:, :dim] = codes
+    return padded, steps, margins
+
+
 def _check_matrix(matrix: np.ndarray) -> np.ndarray:
     array = np.asarray(matrix)
     if array.ndim != 2:
@@ -130,11 +186,11 @@ def _check_matrix(matrix: np.ndarray) -> np.ndarray:
     return array
 
 
-def _check_scales(matrix: np.ndarray, scales: np.ndarray | None) -> np.ndarray:
+def _check_scales(matrix: np.ndarray, scales: np.ndarray | None) -> np.ndarray | None:
     if matrix.dtype == np.float32:
         if scales is not None:
             raise ValueError("scales are for int8 matrices only")
-        return np.empty(0, np.float32)
+        return None
     if scales is None:
         raise ValueError("an int8 matrix needs its per-row scales")
     scales = np.ascontiguousarray(scales, dtype=np.float32)
@@ -153,7 +209,7 @@ def _check_valid(n: int, valid: np.ndarray | None) -> np.ndarray:
 
 
 @_compiled(parallel=True, fastmath=FASTMATH)
-def _scan(matrix, queries, scales, valid, k, chunks):
+def _scan(matrix, queries, valid, k, chunks):
     """Per-chunk top k of every query (in parallel), merged: (Q, k) scores and rows.
 
     Each chunk is read as four streams, its four quarters, one row of each
@@ -165,7 +221,6 @@ def _scan(matrix, queries, scales, valid, k, chunks):
     """
     n, dim = matrix.shape
     n_queries = queries.shape[0]
-    scaled = scales.shape[0] > 0
     masked = valid.shape[0] > 0
     part_scores = np.empty((chunks, n_queries, k), np.float32)
     part_rows = np.empty((chunks, n_queries, k), np.int64)
@@ -195,15 +250,10 @@ def _scan(matrix, queries, scales, valid, k, chunks):
                     s2 = np.float32(0.0)
                     s3 = np.float32(0.0)
                     for j in range(dim):
-                        s0 += query[j] * np.float32(matrix[r0, j])
-                        s1 += query[j] * np.float32(matrix[r1, j])
-                        s2 += query[j] * np.float32(matrix[r2, j])
-                        s3 += query[j] * np.float32(matrix[r3, j])
-                    if scaled:
-                        s0 *= scales[r0]
-                        s1 *= scales[r1]
-                        s2 *= scales[r2]
-                        s3 *= scales[r3]
+                        s0 += query[j] * matrix[r0, j]
+                        s1 += query[j] * matrix[r1, j]
+                        s2 += query[j] * matrix[r2, j]
+                        s3 += query[j] * matrix[r3, j]
                     floor = _offer(heap_scores, heap_rows, s0, r0, floor, masked, valid)
                     floor = _offer(heap_scores, heap_rows, s1, r1, floor, masked, valid)
                     floor = _offer(heap_scores, heap_rows, s2, r2, floor, masked, valid)
@@ -213,11 +263,232 @@ def _scan(matrix, queries, scales, valid, k, chunks):
             for q in range(n_queries):
                 score = np.float32(0.0)
                 for j in range(dim):
-                    score += queries[q, j] * np.float32(matrix[row, j])
-                if scaled:
-                    score *= scales[row]
+                    score += queries[q, j] * matrix[row, j]
                 floors[q] = _offer(part_scores[c, q], part_rows[c, q], score, row, floors[q], masked, valid)
     return _merge(part_scores, part_rows, k)
+
+
+@_compiled(parallel=True, fastmath=FASTMATH)
+def _scan_codes(codes, scales, queries, query_codes, steps, margins, valid, k, chunks):
+    """_scan for int8 rows: the same chunks, streams, blocks and heaps, and the same
+    answer, the top k of the float32 scores scales[i] * (codes[i] . query).
+
+    Rows are first scored in integers, four at a time, against the query's
+    int16 codes (_quantise, _candidates4). That estimate is within the
+    query's margin of the true score, so a row whose estimate plus margin is
+    below the heap's floor cannot enter the heap and is passed over; the few
+    others (while the heap fills; rows near the top) are scored exactly in
+    float32. With several queries (or rows of other than a multiple of 16
+    values), each block of rows is first copied, widened to int16 and padded
+    with zeros, once for all the queries: scoring a row is then only
+    multiply-adds. One query reads the rows where they are, so that the
+    arithmetic overlaps the reading.
+    """
+    n, dim = codes.shape
+    n_queries = queries.shape[0]
+    width = query_codes.shape[1]  # dim rounded up to a multiple of _STEP
+    masked = valid.shape[0] > 0
+    part_scores = np.empty((chunks, n_queries, k), np.float32)
+    part_rows = np.empty((chunks, n_queries, k), np.int64)
+    per_chunk = (n + chunks - 1) // chunks
+    for c in prange(chunks):
+        # This thread's heaps: views of an array only it uses are cheaper to make
+        # (reference counts that no other core touches).
+        heaps_scores = np.full((n_queries, k), -np.inf, np.float32)
+        heaps_rows = np.full((n_queries, k), _EMPTY, np.int64)
+        floors = np.full(n_queries, -np.inf, np.float32)
+        first = c * per_chunk
+        stop = min(n, first + per_chunk)
+        quarter = max(0, stop - first) // 4
+        if n_queries == 1 and width == dim:
+            query = queries[0]
+            query_code = query_codes[0]
+            heap_scores = heaps_scores[0]
+            heap_rows = heaps_rows[0]
+            floor = floors[0]
+            for t in range(quarter):
+                r0 = first + t
+                r1 = r0 + quarter
+                r2 = r1 + quarter
+                r3 = r2 + quarter
+                floor = _offer4(heap_scores, heap_rows, floor, codes, r0, r1, r2, r3, r0, r1, r2, r3,
+                                codes, scales, query, query_code, steps[0], margins[0], masked, valid)
+            floors[0] = floor
+        else:
+            block_codes = np.zeros((4 * CODE_BLOCK_STEPS, width), np.int16)
+            for block in range(0, quarter, CODE_BLOCK_STEPS):
+                count = min(quarter - block, CODE_BLOCK_STEPS)
+                for i in range(4 * count):  # stream i // count, step i % count
+                    row = first + (i // count) * quarter + block + i % count
+                    for j in range(dim):
+                        block_codes[i, j] = codes[row, j]
+                for q in range(n_queries):
+                    query = queries[q]
+                    query_code = query_codes[q]
+                    step = steps[q]
+                    margin = margins[q]
+                    heap_scores = heaps_scores[q]
+                    heap_rows = heaps_rows[q]
+                    floor = floors[q]
+                    for t in range(count):
+                        r0 = first + block + t
+                        r1 = r0 + quarter
+                        r2 = r1 + quarter
+                        r3 = r2 + quarter
+                        floor = _offer4(heap_scores, heap_rows, floor, block_codes, t, count + t, 2 * count + t,
+                                        3 * count + t, r0, r1, r2, r3, codes, scales, query, query_code, step,
+                                        margin, masked, valid)
+                    floors[q] = floor
+        for row in range(first + 4 * quarter, stop):
+            for q in range(n_queries):
+                score = scales[row] * _float_dot(queries[q], codes, row)
+                floors[q] = _offer(heaps_scores[q], heaps_rows[q], score, row, floors[q], masked, valid)
+        part_scores[c] = heaps_scores
+        part_rows[c] = heaps_rows
+    return _merge(part_scores, part_rows, k)
+
+
+@njit(inline="always")
+def _offer4(heap_scores, heap_rows, floor, source, s0, s1, s2, s3, r0, r1, r2, r3, codes, scales, query,
+            query_code, step, margin, masked, valid):
+    """_offer rows r0..r3, whose codes are rows s0..s3 of ``source`` (``codes``, or a
+    widened copy), scoring exactly only those that could reach the floor; returns the
+    new floor."""
+    could = _candidates4(source, s0, s1, s2, s3, query_code, scales, r0, r1, r2, r3, step, margin, floor)
+    if could == 0:  # the common case
+        return floor
+    for i, row in enumerate((r0, r1, r2, r3)):
+        if could >> i & 1:
+            score = scales[row] * _float_dot(query, codes, row)
+            floor = _offer(heap_scores, heap_rows, score, row, floor, masked, valid)
+    return floor
+
+
+def _pair_products(triple: str) -> bool:
+    """Whether _candidates4 adds neighbouring products (2i, 2i + 1) before summing them:
+    on x86, where multiply, pair and add is one vpmaddwd (vpdpwssd with VNNI) per 16
+    products; elsewhere (ARM) pairing would cost shuffles, and plain sums compile to
+    widening multiply-adds (smlal)."""
+    arch = triple.split("-")[0]
+    return arch == "x86_64" or arch.endswith("86")
+
+
+@njit(inline="always")
+def _float_dot(query, codes, row):
+    """codes[row] . query in float32."""
+    total = np.float32(0.0)
+    for j in range(codes.shape[1]):
+        total += query[j] * np.float32(codes[row, j])
+    return total
+
+
+@intrinsic
+def _candidates4(typingctx, rows, s0, s1, s2, s3, query_code, scales, r0, r1, r2, r3, step, margin, floor):
+    """Which of rows s0..s3 of ``rows`` could score at least ``floor``: bit i of the
+    int64 result for row si.
+
+    rows (N, W) int8 or int16 and query_code (W,) int16, C-contiguous, W a
+    multiple of _STEP; scales[r0..r3] the rows' scales; step and margin the
+    query's (_quantise). Row si could if its bound,
+    scales[ri] * step * (rows[si] . query_code) + |scales[ri]| * margin (+ _TINY),
+    is not below the floor (or is NaN).
+
+    Written as LLVM vector code because the loop vectoriser does not find the
+    best form: 16 values at a time widened to int32 and multiplied, summed
+    into int32 lanes, the four sums reduced together and the four bounds
+    computed at once (see _pair_products for the one difference between
+    machines).
+    """
+    signature = types.int64(rows, s0, s1, s2, s3, query_code, scales, r0, r1, r2, r3, step, margin, floor)
+
+    def codegen(context, builder, signature, args):
+        matrix = context.make_array(signature.args[0])(context, builder, args[0])
+        query = context.make_array(signature.args[5])(context, builder, args[5])
+        index = args[1].type
+        pairs = _pair_products(builder.module.triple)
+        int32, float32 = ir.IntType(32), ir.FloatType()
+        width = builder.extract_value(matrix.shape, 1)
+        starts = [builder.gep(matrix.data, [builder.mul(row, width)]) for row in args[1:5]]
+        wide = ir.VectorType(int32, _LANES)
+        lanes = ir.VectorType(int32, _LANES // 2 if pairs else _LANES)
+        zero = ir.Constant(lanes, None)
+
+        def halve(vectors, groups):
+            """Each of ``groups`` runs of lanes in one or two vectors summed with itself
+            folded in half: the vectors' lanes, half as many, in the same order."""
+            count = vectors[0].type.count
+            size = count // groups
+            first, second = [], []
+            for v in range(len(vectors)):
+                for g in range(groups):
+                    start = v * count + g * size
+                    first += range(start, start + size // 2)
+                    second += range(start + size // 2, start + size)
+            shape = ir.VectorType(int32, len(first))
+            a, b = vectors[0], vectors[-1]
+            return builder.add(builder.shuffle_vector(a, b, ir.Constant(shape, first)),
+                               builder.shuffle_vector(a, b, ir.Constant(shape, second)))
+
+        def splat(value):
+            vector = builder.insert_element(ir.Constant(ir.VectorType(float32, 4), None), value, int32(0))
+            return builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(int32, 4), None))
+
+        entry = builder.basic_block
+        loop = builder.append_basic_block("candidates4.loop")
+        done = builder.append_basic_block("candidates4.done")
+        builder.branch(loop)  # width >= _STEP: every row has at least one step
+
+        # Each row's products go to _STEP // _LANES sums in turn (one per vector of a
+        # step), which are added up after the loop: a multiply-add into a sum waits for
+        # the one before, and a single chain per row would leave the units idle.
+        builder.position_at_end(loop)
+        j = builder.phi(index)
+        sums = [builder.phi(lanes) for _ in range(_STEP // _LANES) for _ in starts]
+        following = []
+        for part in range(_STEP // _LANES):
+            at = builder.add(j, ir.Constant(index, part * _LANES))
+            query_at = builder.bitcast(builder.gep(query.data, [at]),
+                                       ir.VectorType(ir.IntType(16), _LANES).as_pointer())
+            query_values = builder.sext(builder.load(query_at, align=2), wide)
+            for start in starts:
+                row_type = ir.VectorType(ir.IntType(signature.args[0].dtype.bitwidth), _LANES)
+                row_at = builder.bitcast(builder.gep(start, [at]), row_type.as_pointer())
+                products = builder.mul(builder.sext(builder.load(row_at, align=1), wide), query_values)
+                if pairs:  # neighbours (2i, 2i + 1) summed: runs of 2 lanes, halved
+                    products = halve([products], _LANES // 2)
+                following.append(builder.add(sums[len(following)], products))
+        next_j = builder.add(j, ir.Constant(index, _STEP))
+        builder.cbranch(builder.icmp_signed("<", next_j, width), loop, done)
+        j.add_incoming(ir.Constant(index, 0), entry)
+        j.add_incoming(next_j, loop)
+        for total, after in zip(sums, following):
+            total.add_incoming(zero, entry)
+            total.add_incoming(after, loop)
+
+        builder.position_at_end(done)
+        # The four sums at once, each row's lanes halved and the rows packed
+        # closer, down to one lane per row: fewer shuffles than four reductions.
+        totals = following[:4]
+        for part in range(1, _STEP // _LANES):
+            totals = [builder.add(total, after) for total, after in zip(totals, following[4 * part:4 * part + 4])]
+        packed = halve([halve(totals[:2], 1), halve(totals[2:], 1)], 2)
+        while packed.type.count > 4:
+            packed = halve([packed], 4)
+        # The four bounds at once, in IEEE float32 (no fast-math: _quantise's
+        # margin counts these roundings).
+        scale_data = context.make_array(signature.args[6])(context, builder, args[6]).data
+        scales = ir.Constant(ir.VectorType(float32, 4), None)
+        for i, row in enumerate(args[7:11]):
+            scales = builder.insert_element(scales, builder.load(builder.gep(scale_data, [row])), int32(i))
+        fabs = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(scales.type, [scales.type]), "llvm.fabs.v4f32")
+        estimate = builder.fmul(builder.fmul(builder.sitofp(packed, scales.type), splat(args[11])), scales)
+        slack = builder.fadd(builder.fmul(builder.call(fabs, [scales]), splat(args[12])),
+                             splat(float32(float(_TINY))))
+        could = builder.fcmp_unordered(">=", builder.fadd(estimate, slack), splat(args[13]))
+        return builder.zext(builder.bitcast(could, ir.IntType(4)), ir.IntType(64))
+
+    return signature, codegen
 
 
 @njit(inline="always")
