@@ -190,26 +190,33 @@ def test_int8_queries_exactly_representable_or_zero(query):
         assert_same_top_k(scores, found, *numpy_top_k(dequantised(codes, scales), batch, 9), tolerance=1e-5)
 
 
+@pytest.mark.parametrize("picks", [4, 8])
 @pytest.mark.parametrize("pairs", [True, False])
 @pytest.mark.parametrize("row_type", [np.int8, np.int16])
-def test_candidates4_never_drops_a_row_that_reaches_the_floor(monkeypatch, pairs, row_type):
-    """The integer filter itself, in both of its machine forms (x86's paired products
-    and the plain sums other machines get), with floors just below, at and just above
-    each row's exact float32 score."""
+def test_candidates_never_drops_a_row_that_reaches_the_floor(monkeypatch, picks, pairs, row_type):
+    """The integer filter itself, four or eight rows at a time, in both of its machine
+    forms (x86's paired products and the plain sums other machines get), with floors
+    just below, at and just above each row's exact float32 score, and far above it."""
     from numba import njit
 
     monkeypatch.setattr(topk, "_pair_products", lambda triple: pairs)
 
     @njit
     def candidates(rows, query_code, scales, step, margin, floors):
+        """Bit r of out[g, f]: row picks * g + r at floor floors[g, f]."""
         out = np.empty(floors.shape, np.int64)
-        for i in range(floors.shape[0]):
+        for g in range(floors.shape[0]):
+            b = picks * g
             for f in range(floors.shape[1]):
-                out[i, f] = topk._candidates4(rows, 4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3, query_code, scales,
-                                              4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3, step, margin, floors[i, f])
+                if picks == 4:
+                    group = (b, b + 1, b + 2, b + 3)
+                    out[g, f] = topk._candidates(rows, group, query_code, scales, step, margin, floors[g, f])
+                else:
+                    group8 = (b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7)
+                    out[g, f] = topk._candidates(rows, group8, query_code, scales, step, margin, floors[g, f])
         return out
 
-    rng = np.random.default_rng(int(pairs) + 2 * np.dtype(row_type).itemsize)
+    rng = np.random.default_rng(picks + int(pairs) + 2 * np.dtype(row_type).itemsize)
     dim, n = 96, 400
     codes, scales = quantise(unit_rows(rng, n, dim))
     scales = (scales * np.exp(rng.uniform(-3, 3, n))).astype(np.float32)
@@ -217,13 +224,12 @@ def test_candidates4_never_drops_a_row_that_reaches_the_floor(monkeypatch, pairs
     query_code, step, margin = _quantise(queries)
     exact = (codes.astype(np.float64) @ queries[0].astype(np.float64)) * scales
     exact32 = exact.astype(np.float32)
-    floors = np.stack([np.nextafter(exact32, -np.inf), exact32, np.nextafter(exact32, np.inf),
-                       (exact + 3 * margin[0] * scales).astype(np.float32)], axis=1)
-    groups = floors.reshape(n // 4, 4, 4)  # [group, row in group, floor kind]
+    kinds = [np.nextafter(exact32, -np.inf), exact32, np.nextafter(exact32, np.inf),
+             (exact + 3 * margin[0] * scales).astype(np.float32)]
+    floors = np.stack(kinds, axis=1).reshape(n // picks, picks * len(kinds))  # [group, row r's floor kinds]
     masks = candidates(_read_only(codes.astype(row_type)), query_code[0], _read_only(scales), step[0], margin[0],
-                       np.ascontiguousarray(groups[:, :, :].reshape(n // 4, 16)))
-    masks = masks.reshape(n // 4, 4, 4)  # [group, floor of row r, floor kind]
-    for r in range(4):
+                       floors).reshape(n // picks, picks, len(kinds))
+    for r in range(picks):
         flagged = (masks[:, r, :] >> r) & 1
         assert flagged[:, :2].all(), "a row at or above the floor was passed over"
         assert not flagged[:, 3].any(), "a row far below the floor was kept"

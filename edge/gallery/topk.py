@@ -25,7 +25,7 @@ times the row's codes, 16 products per vector instruction, a quarter of the
 bytes of float32 rows to read. That estimate is off by at most a known margin,
 so only rows whose estimate plus margin reaches the heap's root are scored
 exactly (codes[i] * scales[i] . query, in float32) and offered: the answer is
-the same as scoring every row exactly (_scan_codes, _quantise, _candidates4).
+the same as scoring every row exactly (_scan_codes, _quantise, _candidates).
 
 Numba compiles the kernels on first use and caches them on disk. numba picks
 the cache directory at import: NUMBA_CACHE_DIR if set, else __pycache__
@@ -59,10 +59,10 @@ CODE_BLOCK_STEPS = 32
 128 int16 are 32 KiB."""
 
 _LANES = 16
-"""int16 values per vector in _candidates4: 256 bits."""
+"""int16 values per vector in _candidates: 256 bits."""
 
 _STEP = 32
-"""Values of a row per loop step in _candidates4 (two vectors); int8 rows are read in
+"""Values of a row per loop step in _candidates (two vectors); int8 rows are read in
 place when their length is a multiple of it, else through a padded copy."""
 
 _TINY = np.float32(np.finfo(np.float32).tiny)
@@ -273,16 +273,18 @@ def _scan_codes(codes, scales, queries, query_codes, steps, margins, valid, k, c
     """_scan for int8 rows: the same chunks, streams, blocks and heaps, and the same
     answer, the top k of the float32 scores scales[i] * (codes[i] . query).
 
-    Rows are first scored in integers, four at a time, against the query's
-    int16 codes (_quantise, _candidates4). That estimate is within the
-    query's margin of the true score, so a row whose estimate plus margin is
-    below the heap's floor cannot enter the heap and is passed over; the few
-    others (while the heap fills; rows near the top) are scored exactly in
-    float32. With several queries (or rows of other than a multiple of 16
-    values), each block of rows is first copied, widened to int16 and padded
-    with zeros, once for all the queries: scoring a row is then only
-    multiply-adds. One query reads the rows where they are, so that the
-    arithmetic overlaps the reading.
+    Rows are first scored in integers, several at a time, against the query's
+    int16 codes (_quantise, _candidates). That estimate is within the query's
+    margin of the true score, so a row whose estimate plus margin is below the
+    heap's floor cannot enter the heap and is passed over; the few others
+    (while the heap fills; rows near the top) are scored exactly in float32.
+
+    One query reads the rows where they are, four streams at a time, so that
+    the arithmetic overlaps the reading. Several queries (or rows whose length
+    is not a multiple of _STEP) go through a copy of each block: rows widened
+    to int16 and padded with zeros, in the order they are scored (eight at a
+    time), with their scales and row numbers beside them, made once for all
+    the queries, while the next block is fetched into the cache.
     """
     n, dim = codes.shape
     n_queries = queries.shape[0]
@@ -307,19 +309,22 @@ def _scan_codes(codes, scales, queries, query_codes, steps, margins, valid, k, c
             heap_rows = heaps_rows[0]
             floor = floors[0]
             for t in range(quarter):
-                r0 = first + t
-                r1 = r0 + quarter
-                r2 = r1 + quarter
-                r3 = r2 + quarter
-                floor = _offer4(heap_scores, heap_rows, floor, codes, r0, r1, r2, r3, r0, r1, r2, r3,
-                                codes, scales, query, query_code, steps[0], margins[0], masked, valid)
+                rows = (first + t, first + quarter + t, first + 2 * quarter + t, first + 3 * quarter + t)
+                could = _candidates(codes, rows, query_code, scales, steps[0], margins[0], floor)
+                if could:
+                    floor = _offer_some(heap_scores, heap_rows, floor, could, rows, codes, scales, query, masked,
+                                        valid)
             floors[0] = floor
         else:
             block_codes = np.zeros((4 * CODE_BLOCK_STEPS, width), np.int16)
+            block_scales = np.empty(4 * CODE_BLOCK_STEPS, np.float32)
+            block_rows = np.empty(4 * CODE_BLOCK_STEPS, np.int64)
             for block in range(0, quarter, CODE_BLOCK_STEPS):
-                count = min(quarter - block, CODE_BLOCK_STEPS)
-                for i in range(4 * count):  # stream i // count, step i % count
-                    row = first + (i // count) * quarter + block + i % count
+                size = 4 * min(quarter - block, CODE_BLOCK_STEPS)
+                for i in range(size):  # the four streams in turn, a step at a time
+                    row = first + (i % 4) * quarter + block + i // 4
+                    block_rows[i] = row
+                    block_scales[i] = scales[row]
                     for j in range(dim):
                         block_codes[i, j] = codes[row, j]
                 for q in range(n_queries):
@@ -330,14 +335,22 @@ def _scan_codes(codes, scales, queries, query_codes, steps, margins, valid, k, c
                     heap_scores = heaps_scores[q]
                     heap_rows = heaps_rows[q]
                     floor = floors[q]
-                    for t in range(count):
-                        r0 = first + block + t
-                        r1 = r0 + quarter
-                        r2 = r1 + quarter
-                        r3 = r2 + quarter
-                        floor = _offer4(heap_scores, heap_rows, floor, block_codes, t, count + t, 2 * count + t,
-                                        3 * count + t, r0, r1, r2, r3, codes, scales, query, query_code, step,
-                                        margin, masked, valid)
+                    for i in range(0, size, 8):
+                        # The next block's rows at these steps, each query asking for
+                        # some of the streams: a few reads in flight at a time.
+                        ahead = block + CODE_BLOCK_STEPS + i // 4
+                        for s in range(q, 4, n_queries):
+                            for t in range(ahead, min(ahead + 2, quarter)):
+                                _prefetch_row(codes, first + s * quarter + t)
+                        if i + 8 <= size:
+                            picks = (i, i + 1, i + 2, i + 3, i + 4, i + 5, i + 6, i + 7)
+                            could = _candidates(block_codes, picks, query_code, block_scales, step, margin, floor)
+                        else:  # the last four of a block of an odd number of steps
+                            picks4 = (i, i + 1, i + 2, i + 3)
+                            could = _candidates(block_codes, picks4, query_code, block_scales, step, margin, floor)
+                        if could:
+                            floor = _offer_some(heap_scores, heap_rows, floor, could, block_rows[i:i + 8], codes,
+                                                scales, query, masked, valid)
                     floors[q] = floor
         for row in range(first + 4 * quarter, stop):
             for q in range(n_queries):
@@ -349,28 +362,14 @@ def _scan_codes(codes, scales, queries, query_codes, steps, margins, valid, k, c
 
 
 @njit(inline="always")
-def _offer4(heap_scores, heap_rows, floor, source, s0, s1, s2, s3, r0, r1, r2, r3, codes, scales, query,
-            query_code, step, margin, masked, valid):
-    """_offer rows r0..r3, whose codes are rows s0..s3 of ``source`` (``codes``, or a
-    widened copy), scoring exactly only those that could reach the floor; returns the
-    new floor."""
-    could = _candidates4(source, s0, s1, s2, s3, query_code, scales, r0, r1, r2, r3, step, margin, floor)
-    if could == 0:  # the common case
-        return floor
-    for i, row in enumerate((r0, r1, r2, r3)):
+def _offer_some(heap_scores, heap_rows, floor, could, rows, codes, scales, query, masked, valid):
+    """_offer the rows[i] whose bit i is set in ``could``, scored exactly; returns the new floor."""
+    for i in range(len(rows)):
         if could >> i & 1:
+            row = rows[i]
             score = scales[row] * _float_dot(query, codes, row)
             floor = _offer(heap_scores, heap_rows, score, row, floor, masked, valid)
     return floor
-
-
-def _pair_products(triple: str) -> bool:
-    """Whether _candidates4 adds neighbouring products (2i, 2i + 1) before summing them:
-    on x86, where multiply, pair and add is one vpmaddwd (vpdpwssd with VNNI) per 16
-    products; elsewhere (ARM) pairing would cost shuffles, and plain sums compile to
-    widening multiply-adds (smlal)."""
-    arch = triple.split("-")[0]
-    return arch == "x86_64" or arch.endswith("86")
 
 
 @njit(inline="always")
@@ -382,46 +381,89 @@ def _float_dot(query, codes, row):
     return total
 
 
+@njit(inline="always")
+def _prefetch_row(codes, row):
+    """Have codes[row] brought into the cache, without waiting for it."""
+    for offset in range(0, codes.shape[1], 64):  # one per 64-byte cache line
+        _prefetch(codes, row, offset)
+
+
 @intrinsic
-def _candidates4(typingctx, rows, s0, s1, s2, s3, query_code, scales, r0, r1, r2, r3, step, margin, floor):
-    """Which of rows s0..s3 of ``rows`` could score at least ``floor``: bit i of the
-    int64 result for row si.
+def _prefetch(typingctx, array, row, offset):
+    """Prefetch the cache line of array[row, offset] (llvm.prefetch: read, keep in all levels)."""
+    signature = types.none(array, row, offset)
+
+    def codegen(context, builder, signature, args):
+        matrix = context.make_array(signature.args[0])(context, builder, args[0])
+        width = builder.extract_value(matrix.shape, 1)
+        address = builder.gep(matrix.data, [builder.add(builder.mul(args[1], width), args[2])])
+        pointer = builder.bitcast(address, ir.IntType(8).as_pointer())
+        int32 = ir.IntType(32)
+        suffix = "p0" if str(pointer.type) == "ptr" else "p0i8"  # opaque pointers (LLVM 15+) or not
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [pointer.type, int32, int32, int32]),
+            f"llvm.prefetch.{suffix}")
+        builder.call(prefetch, [pointer, int32(0), int32(3), int32(1)])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+def _pair_products(triple: str) -> bool:
+    """Whether _candidates adds neighbouring products (2i, 2i + 1) before summing them:
+    on x86, where multiply, pair and add is one vpmaddwd (vpdpwssd with VNNI) per 16
+    products; elsewhere (ARM) pairing would cost shuffles, and plain sums compile to
+    widening multiply-adds (smlal)."""
+    arch = triple.split("-")[0]
+    return arch == "x86_64" or arch.endswith("86")
+
+
+@intrinsic
+def _candidates(typingctx, rows, picks, query_code, scales, step, margin, floor):
+    """Which of the rows ``picks`` (a tuple of 4 or 8 row numbers) of ``rows`` could
+    score at least ``floor``: bit i of the int64 result for row picks[i].
 
     rows (N, W) int8 or int16 and query_code (W,) int16, C-contiguous, W a
-    multiple of _STEP; scales[r0..r3] the rows' scales; step and margin the
-    query's (_quantise). Row si could if its bound,
-    scales[ri] * step * (rows[si] . query_code) + |scales[ri]| * margin (+ _TINY),
+    multiple of _STEP; scales[r] the scale of row r; step and margin the
+    query's (_quantise). Row r could if its bound,
+    scales[r] * step * (rows[r] . query_code) + |scales[r]| * margin (+ _TINY),
     is not below the floor (or is NaN).
 
     Written as LLVM vector code because the loop vectoriser does not find the
     best form: 16 values at a time widened to int32 and multiplied, summed
-    into int32 lanes, the four sums reduced together and the four bounds
-    computed at once (see _pair_products for the one difference between
-    machines).
+    into int32 lanes, the sums of all the rows reduced together and their
+    bounds computed at once (see _pair_products for the one difference
+    between machines).
     """
-    signature = types.int64(rows, s0, s1, s2, s3, query_code, scales, r0, r1, r2, r3, step, margin, floor)
+    signature = types.int64(rows, picks, query_code, scales, step, margin, floor)
 
     def codegen(context, builder, signature, args):
         matrix = context.make_array(signature.args[0])(context, builder, args[0])
-        query = context.make_array(signature.args[5])(context, builder, args[5])
-        index = args[1].type
+        query = context.make_array(signature.args[2])(context, builder, args[2])
+        scale_data = context.make_array(signature.args[3])(context, builder, args[3]).data
+        count = signature.args[1].count
+        picked = [builder.extract_value(args[1], i) for i in range(count)]
+        index = picked[0].type
         pairs = _pair_products(builder.module.triple)
         int32, float32 = ir.IntType(32), ir.FloatType()
         width = builder.extract_value(matrix.shape, 1)
-        starts = [builder.gep(matrix.data, [builder.mul(row, width)]) for row in args[1:5]]
+        starts = [builder.gep(matrix.data, [builder.mul(row, width)]) for row in picked]
         wide = ir.VectorType(int32, _LANES)
-        lanes = ir.VectorType(int32, _LANES // 2 if pairs else _LANES)
+        lanes = ir.VectorType(int32, _LANES // 2)
         zero = ir.Constant(lanes, None)
+        # Each row's sum is split in ``parts`` (one per vector of a loop step), added up
+        # after the loop: eight chains of multiply-adds in all, each waiting for the one
+        # before, keep the units busy, and fit the registers.
+        parts = _STEP // _LANES if count == 4 else 1
 
         def halve(vectors, groups):
             """Each of ``groups`` runs of lanes in one or two vectors summed with itself
             folded in half: the vectors' lanes, half as many, in the same order."""
-            count = vectors[0].type.count
-            size = count // groups
+            size = vectors[0].type.count // groups
             first, second = [], []
             for v in range(len(vectors)):
                 for g in range(groups):
-                    start = v * count + g * size
+                    start = v * vectors[0].type.count + g * size
                     first += range(start, start + size // 2)
                     second += range(start + size // 2, start + size)
             shape = ir.VectorType(int32, len(first))
@@ -429,64 +471,70 @@ def _candidates4(typingctx, rows, s0, s1, s2, s3, query_code, scales, r0, r1, r2
             return builder.add(builder.shuffle_vector(a, b, ir.Constant(shape, first)),
                                builder.shuffle_vector(a, b, ir.Constant(shape, second)))
 
-        def splat(value):
-            vector = builder.insert_element(ir.Constant(ir.VectorType(float32, 4), None), value, int32(0))
-            return builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(int32, 4), None))
+        def splat(value, lanes):
+            vector = builder.insert_element(ir.Constant(ir.VectorType(value.type, lanes), None), value, int32(0))
+            return builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(int32, lanes), None))
 
         entry = builder.basic_block
-        loop = builder.append_basic_block("candidates4.loop")
-        done = builder.append_basic_block("candidates4.done")
-        builder.branch(loop)  # width >= _STEP: every row has at least one step
+        loop = builder.append_basic_block("candidates.loop")
+        done = builder.append_basic_block("candidates.done")
+        builder.branch(loop)  # width >= _STEP, a multiple of a loop step: at least one step
 
-        # Each row's products go to _STEP // _LANES sums in turn (one per vector of a
-        # step), which are added up after the loop: a multiply-add into a sum waits for
-        # the one before, and a single chain per row would leave the units idle.
         builder.position_at_end(loop)
         j = builder.phi(index)
-        sums = [builder.phi(lanes) for _ in range(_STEP // _LANES) for _ in starts]
-        following = []
-        for part in range(_STEP // _LANES):
-            at = builder.add(j, ir.Constant(index, part * _LANES))
+        sums = [[builder.phi(lanes) for _ in range(parts)] for _ in starts]
+        following = [list(row_sums) for row_sums in sums]
+        for vector in range(parts):
+            at = builder.add(j, ir.Constant(index, vector * _LANES))
             query_at = builder.bitcast(builder.gep(query.data, [at]),
                                        ir.VectorType(ir.IntType(16), _LANES).as_pointer())
             query_values = builder.sext(builder.load(query_at, align=2), wide)
-            for start in starts:
+            for start, row_sums in zip(starts, following):
                 row_type = ir.VectorType(ir.IntType(signature.args[0].dtype.bitwidth), _LANES)
                 row_at = builder.bitcast(builder.gep(start, [at]), row_type.as_pointer())
                 products = builder.mul(builder.sext(builder.load(row_at, align=1), wide), query_values)
-                if pairs:  # neighbours (2i, 2i + 1) summed: runs of 2 lanes, halved
-                    products = halve([products], _LANES // 2)
-                following.append(builder.add(sums[len(following)], products))
-        next_j = builder.add(j, ir.Constant(index, _STEP))
+                # Eight lanes per sum: on x86 neighbours (2i, 2i + 1) added (runs of two
+                # lanes, halved), elsewhere the second half to the first.
+                products = halve([products], _LANES // 2 if pairs else 1)
+                row_sums[vector] = builder.add(row_sums[vector], products)
+        next_j = builder.add(j, ir.Constant(index, parts * _LANES))
         builder.cbranch(builder.icmp_signed("<", next_j, width), loop, done)
         j.add_incoming(ir.Constant(index, 0), entry)
         j.add_incoming(next_j, loop)
-        for total, after in zip(sums, following):
-            total.add_incoming(zero, entry)
-            total.add_incoming(after, loop)
+        for row_sums, row_following in zip(sums, following):
+            for total, after in zip(row_sums, row_following):
+                total.add_incoming(zero, entry)
+                total.add_incoming(after, loop)
 
         builder.position_at_end(done)
-        # The four sums at once, each row's lanes halved and the rows packed
-        # closer, down to one lane per row: fewer shuffles than four reductions.
-        totals = following[:4]
-        for part in range(1, _STEP // _LANES):
-            totals = [builder.add(total, after) for total, after in zip(totals, following[4 * part:4 * part + 4])]
-        packed = halve([halve(totals[:2], 1), halve(totals[2:], 1)], 2)
-        while packed.type.count > 4:
-            packed = halve([packed], 4)
-        # The four bounds at once, in IEEE float32 (no fast-math: _quantise's
+        totals = []
+        for row_following in following:
+            total = row_following[0]
+            for after in row_following[1:]:
+                total = builder.add(total, after)
+            totals.append(total)
+        # All the rows' sums at once: the rows' lanes halved and packed pairwise into
+        # fewer vectors, then halved down to one lane per row (fewer shuffles than a
+        # reduction per row).
+        groups = 1
+        while len(totals) > 1:
+            totals = [halve(totals[i:i + 2], groups) for i in range(0, len(totals), 2)]
+            groups *= 2
+        packed = totals[0]
+        while packed.type.count > count:
+            packed = halve([packed], count)
+        # The bounds at once, in IEEE float32 (no fast-math flags: _quantise's
         # margin counts these roundings).
-        scale_data = context.make_array(signature.args[6])(context, builder, args[6]).data
-        scales = ir.Constant(ir.VectorType(float32, 4), None)
-        for i, row in enumerate(args[7:11]):
+        scales = ir.Constant(ir.VectorType(float32, count), None)
+        for i, row in enumerate(picked):
             scales = builder.insert_element(scales, builder.load(builder.gep(scale_data, [row])), int32(i))
         fabs = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(scales.type, [scales.type]), "llvm.fabs.v4f32")
-        estimate = builder.fmul(builder.fmul(builder.sitofp(packed, scales.type), splat(args[11])), scales)
-        slack = builder.fadd(builder.fmul(builder.call(fabs, [scales]), splat(args[12])),
-                             splat(float32(float(_TINY))))
-        could = builder.fcmp_unordered(">=", builder.fadd(estimate, slack), splat(args[13]))
-        return builder.zext(builder.bitcast(could, ir.IntType(4)), ir.IntType(64))
+            builder.module, ir.FunctionType(scales.type, [scales.type]), f"llvm.fabs.v{count}f32")
+        estimate = builder.fmul(builder.fmul(builder.sitofp(packed, scales.type), splat(args[4], count)), scales)
+        slack = builder.fadd(builder.fmul(builder.call(fabs, [scales]), splat(args[5], count)),
+                             splat(float32(float(_TINY)), count))
+        could = builder.fcmp_unordered(">=", builder.fadd(estimate, slack), splat(args[6], count))
+        return builder.zext(builder.bitcast(could, ir.IntType(count)), ir.IntType(64))
 
     return signature, codegen
 
