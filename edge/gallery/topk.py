@@ -153,11 +153,14 @@ def _quantise(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     D' being D rounded up to a multiple of _STEP (the codes after D are zeros).
 
     query ~= codes * step, to within half a step per value. For an int8 row c
-    (values -128..127, scale s) the error of the integer estimate of its
-    score, |s * (q . c - step * (codes . c))|, is at most |s| * margin: margin
-    is 128 times the L1 norm of the rounding error, plus a relative (D + 8)
-    float32 roundings of the largest possible sum, for the float rounding of
-    the exact score and of the bound itself.
+    (values -128..127, scale s) the integer estimate of its score,
+    s * step * (codes . c), is off by |s * (query - codes * step) . c|, at most
+    |s| * 128 * (the rounding error's L1 norm). margin is that, plus D + 8
+    float32 roundings (2^-24 each) of the largest sum possible, 128 * (|query|_1
+    + that error): those of the exact float32 score and of the bound itself, so
+    that a row whose bound is below the heap's floor really scores below it.
+    Codes of up to 32767 levels (fewer past 511 values, so that no int32 sum
+    of products can overflow).
     """
     n_queries, dim = queries.shape
     levels = min(np.iinfo(np.int16).max, (2**31 - 1) // (128 * dim))  # no int32 sum can overflow
