@@ -190,16 +190,43 @@ def test_int8_queries_exactly_representable_or_zero(query):
         assert_same_top_k(scores, found, *numpy_top_k(dequantised(codes, scales), batch, 9), tolerance=1e-5)
 
 
+MACHINE_FORMS = {  # _candidates' forms, whatever this machine is: (pair products, byte products)
+    "x86 bytes": (True, True),  # compiled only where the CPU has VNNI (numba compiles for this CPU)
+    "x86": (True, False),
+    "other": (False, False),
+}
+
+
+def machine_form(monkeypatch, form):
+    pairs, byte_products = MACHINE_FORMS[form]
+    if byte_products and not topk._has_byte_products(_Context(), "x86_64"):
+        pytest.skip("this CPU has no byte dot products (VNNI)")
+    monkeypatch.setattr(topk, "_pair_products", lambda triple: pairs)
+    if not byte_products:
+        monkeypatch.setattr(topk, "_has_byte_products", lambda context, triple: False)
+
+
+class _Context:
+    """Enough of numba's target context for topk._has_byte_products."""
+
+    @staticmethod
+    def codegen():
+        from numba.core.registry import cpu_target
+
+        return cpu_target.target_context.codegen()
+
+
 @pytest.mark.parametrize("picks", [4, 8])
-@pytest.mark.parametrize("pairs", [True, False])
+@pytest.mark.parametrize("form", list(MACHINE_FORMS))
 @pytest.mark.parametrize("row_type", [np.int8, np.int16])
-def test_candidates_never_drops_a_row_that_reaches_the_floor(monkeypatch, picks, pairs, row_type):
-    """The integer filter itself, four or eight rows at a time, in both of its machine
-    forms (x86's paired products and the plain sums other machines get), with floors
-    just below, at and just above each row's exact float32 score, and far above it."""
+def test_candidates_never_drops_a_row_that_reaches_the_floor(monkeypatch, picks, form, row_type):
+    """The integer filter itself, four or eight rows at a time, in each of its machine
+    forms (x86's byte products or paired products, the plain sums other machines get),
+    with floors just below, at and just above each row's exact float32 score, and far
+    above it."""
     from numba import njit
 
-    monkeypatch.setattr(topk, "_pair_products", lambda triple: pairs)
+    machine_form(monkeypatch, form)
 
     @njit
     def candidates(rows, query_code, scales, step, margin, floors):
@@ -216,12 +243,17 @@ def test_candidates_never_drops_a_row_that_reaches_the_floor(monkeypatch, picks,
                     out[g, f] = topk._candidates(rows, group8, query_code, scales, step, margin, floors[g, f])
         return out
 
-    rng = np.random.default_rng(picks + int(pairs) + 2 * np.dtype(row_type).itemsize)
+    rng = np.random.default_rng(picks + len(form) + 2 * np.dtype(row_type).itemsize)
     dim, n = 96, 400
     codes, scales = quantise(unit_rows(rng, n, dim))
     scales = (scales * np.exp(rng.uniform(-3, 3, n))).astype(np.float32)
     queries = unit_rows(rng, 1, dim)
     query_code, step, margin = _quantise(queries)
+    # Rows whose codes line up with the query's rounding error, where the integer
+    # estimate is off by nearly the whole margin: any other slip shows.
+    error = queries[0].astype(np.float64) - query_code[0, :dim] * np.float64(step[0])
+    codes[::5] = np.where(error > 0, 127, -128)
+    codes[1::5] = np.where(error > 0, 127, 0)
     exact = (codes.astype(np.float64) @ queries[0].astype(np.float64)) * scales
     exact32 = exact.astype(np.float32)
     kinds = [np.nextafter(exact32, -np.inf), exact32, np.nextafter(exact32, np.inf),
@@ -233,6 +265,25 @@ def test_candidates_never_drops_a_row_that_reaches_the_floor(monkeypatch, picks,
         flagged = (masks[:, r, :] >> r) & 1
         assert flagged[:, :2].all(), "a row at or above the floor was passed over"
         assert not flagged[:, 3].any(), "a row far below the floor was kept"
+
+
+@pytest.mark.parametrize("form", list(MACHINE_FORMS))
+def test_int8_kernel_in_each_machine_form(monkeypatch, form):
+    """_scan_codes compiled afresh for each form of _candidates (this machine runs
+    one), so that another machine's paths (ARM's sums, widened blocks for several
+    queries without byte products) are run here too."""
+    from numba import njit
+
+    machine_form(monkeypatch, form)
+    kernel = njit(parallel=True, fastmath=topk.FASTMATH)(topk._scan_codes.py_func)
+    rng = np.random.default_rng(len(form))
+    for n, dim, n_queries, chunks in [(20_011, 128, 1, 2), (20_011, 128, 5, 2), (3_001, 40, 1, 1), (999, 64, 3, 3)]:
+        codes, scales = quantise(unit_rows(rng, n, dim))
+        queries = unit_rows(rng, n_queries, dim)
+        valid = rng.random(n) < 0.9
+        arrays = [_read_only(a) for a in (codes, scales, queries, *_quantise(queries), valid)]
+        scores, found = kernel(*arrays, 10, chunks)
+        assert_same_top_k(scores, found, *numpy_top_k(dequantised(codes, scales), queries, 10, valid), tolerance=1e-5)
 
 
 def test_memmap_matrix(tmp_path):

@@ -20,9 +20,9 @@ whatever Q is), and keeps a k-element min-heap per query whose root is the
 score to beat; only rows that beat it touch the heap or the ``valid`` mask.
 The per-thread heaps are merged at the end.
 
-int8 rows are scored in integers first: the query rounded to int16 codes
-times the row's codes, 16 products per vector instruction, a quarter of the
-bytes of float32 rows to read. That estimate is off by at most a known margin,
+int8 rows are scored in integers first: the query rounded to int8 codes
+times the row's codes, 16 or 32 products per vector instruction, a quarter of
+the bytes of float32 rows to read. That estimate is off by at most a known margin,
 so only rows whose estimate plus margin reaches the heap's root are scored
 exactly (codes[i] * scales[i] . query, in float32) and offered: the answer is
 the same as scoring every row exactly (_scan_codes, _quantise, _candidates).
@@ -55,11 +55,11 @@ are several: 64 float32 rows of 128-d are 32 KiB, which stay in the core's
 cache while each query passes over them."""
 
 CODE_BLOCK_STEPS = 32
-"""BLOCK_STEPS for int8 rows, which are widened to int16 for the block: 128 rows of
-128 int16 are 32 KiB."""
+"""BLOCK_STEPS for int8 rows: 128 rows of 128 values are 16 KiB, 32 KiB where the
+block is widened to int16 (see _scan_codes)."""
 
 _LANES = 16
-"""int16 values per vector in _candidates: 256 bits."""
+"""Values per vector in _candidates, widened to int16 or int32 for the products."""
 
 _STEP = 32
 """Values of a row per loop step in _candidates (two vectors); int8 rows are read in
@@ -149,7 +149,7 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 
 
 def _quantise(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The queries as int16 codes for _scan_codes: (codes (Q, D') int16, steps (Q,), margins (Q,) float32),
+    """The queries as int8 codes for _scan_codes: (codes (Q, D') int8, steps (Q,), margins (Q,) float32),
     D' being D rounded up to a multiple of _STEP (the codes after D are zeros).
 
     query ~= codes * step, to within half a step per value. For an int8 row c
@@ -159,11 +159,13 @@ def _quantise(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     float32 roundings (2^-24 each) of the largest sum possible, 128 * (|query|_1
     + that error): those of the exact float32 score and of the bound itself, so
     that a row whose bound is below the heap's floor really scores below it.
-    Codes of up to 32767 levels (fewer past 511 values, so that no int32 sum
-    of products can overflow).
+    Codes of up to 127 levels, so that they are bytes for the machines' byte
+    dot products (fewer past 66,000 values, so that no int32 sum can overflow);
+    the margin is then about 0.01-0.03 of a cosine, few rows come that close
+    to the top and need scoring exactly.
     """
     n_queries, dim = queries.shape
-    levels = min(np.iinfo(np.int16).max, (2**31 - 1) // (128 * dim))  # no int32 sum can overflow
+    levels = min(np.iinfo(np.int8).max, (2**31 - 1) // (255 * dim))  # bytes; no int32 sum can overflow
     if levels < 1:
         raise ValueError(f"int8 rows of {dim} values are too long for int32 sums")
     values = queries.astype(np.float64)
@@ -173,7 +175,7 @@ def _quantise(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     error = np.abs(values - codes * steps[:, None].astype(np.float64)).sum(axis=1)
     rounding = (dim + 8) * np.finfo(np.float32).eps / 2 * (np.abs(values).sum(axis=1) + error)
     margins = np.nextafter((128 * (error + rounding)).astype(np.float32), np.float32(np.inf))
-    padded = np.zeros((n_queries, -(-dim // _STEP) * _STEP), np.int16)  # zeros: see _scan_codes
+    padded = np.zeros((n_queries, -(-dim // _STEP) * _STEP), np.int8)  # zeros: see _scan_codes
     padded[:, :dim] = codes
     return padded, steps, margins
 
@@ -276,18 +278,19 @@ def _scan_codes(codes, scales, queries, query_codes, steps, margins, valid, k, c
     """_scan for int8 rows: the same chunks, streams, blocks and heaps, and the same
     answer, the top k of the float32 scores scales[i] * (codes[i] . query).
 
-    Rows are first scored in integers, several at a time, against the query's
-    int16 codes (_quantise, _candidates). That estimate is within the query's
+    Rows are first scored in integers, eight at a time, against the query's
+    int8 codes (_quantise, _candidates). That estimate is within the query's
     margin of the true score, so a row whose estimate plus margin is below the
     heap's floor cannot enter the heap and is passed over; the few others
     (while the heap fills; rows near the top) are scored exactly in float32.
 
-    One query reads the rows where they are, four streams at a time, so that
-    the arithmetic overlaps the reading. Several queries (or rows whose length
-    is not a multiple of _STEP) go through a copy of each block: rows widened
-    to int16 and padded with zeros, in the order they are scored (eight at a
-    time), with their scales and row numbers beside them, made once for all
-    the queries, while the next block is fetched into the cache.
+    The rows are read where they are, four streams at a time (steps t and
+    t + 1 of each), so that the arithmetic overlaps the reading; with several
+    queries block by block, each block's queries also asking for the next
+    block's rows. Where the machine has no byte dot products (_byte_products),
+    several queries would each widen every row to int16 again: there (and for
+    rows whose length is not a multiple of _STEP) each block is copied once,
+    widened and padded with zeros, with its scales and row numbers beside it.
     """
     n, dim = codes.shape
     n_queries = queries.shape[0]
@@ -305,19 +308,36 @@ def _scan_codes(codes, scales, queries, query_codes, steps, margins, valid, k, c
         first = c * per_chunk
         stop = min(n, first + per_chunk)
         quarter = max(0, stop - first) // 4
-        if n_queries == 1 and width == dim:
-            query = queries[0]
-            query_code = query_codes[0]
-            heap_scores = heaps_scores[0]
-            heap_rows = heaps_rows[0]
-            floor = floors[0]
-            for t in range(quarter):
-                rows = (first + t, first + quarter + t, first + 2 * quarter + t, first + 3 * quarter + t)
-                could = _candidates(codes, rows, query_code, scales, steps[0], margins[0], floor)
-                if could:
-                    floor = _offer_some(heap_scores, heap_rows, floor, could, rows, codes, scales, query, masked,
-                                        valid)
-            floors[0] = floor
+        if width == dim and (n_queries == 1 or _byte_products()):
+            span = CODE_BLOCK_STEPS if n_queries > 1 else max(1, quarter)  # one query: no block needed
+            for block in range(0, quarter, span):
+                block_stop = min(quarter, block + span)
+                for q in range(n_queries):
+                    query = queries[q]
+                    query_code = query_codes[q]
+                    heap_scores = heaps_scores[q]
+                    heap_rows = heaps_rows[q]
+                    floor = floors[q]
+                    for t in range(block, block_stop, 2):  # steps t and t + 1 of the four streams
+                        if n_queries > 1:  # the next block's rows at these steps: see _prefetch_row
+                            for s in range(q, 4, n_queries):
+                                for ahead in range(t + span, min(t + span + 2, quarter)):
+                                    _prefetch_row(codes, first + s * quarter + ahead)
+                        r = first + t
+                        if t + 1 < block_stop:
+                            picks = (r, r + quarter, r + 2 * quarter, r + 3 * quarter,
+                                     r + 1, r + 1 + quarter, r + 1 + 2 * quarter, r + 1 + 3 * quarter)
+                            could = _candidates(codes, picks, query_code, scales, steps[q], margins[q], floor)
+                            if could:
+                                floor = _offer_some(heap_scores, heap_rows, floor, could, picks, codes, scales,
+                                                    query, masked, valid)
+                        else:
+                            picks4 = (r, r + quarter, r + 2 * quarter, r + 3 * quarter)
+                            could = _candidates(codes, picks4, query_code, scales, steps[q], margins[q], floor)
+                            if could:
+                                floor = _offer_some(heap_scores, heap_rows, floor, could, picks4, codes, scales,
+                                                    query, masked, valid)
+                    floors[q] = floor
         else:
             block_codes = np.zeros((4 * CODE_BLOCK_STEPS, width), np.int16)
             block_scales = np.empty(4 * CODE_BLOCK_STEPS, np.float32)
@@ -339,9 +359,7 @@ def _scan_codes(codes, scales, queries, query_codes, steps, margins, valid, k, c
                     heap_rows = heaps_rows[q]
                     floor = floors[q]
                     for i in range(0, size, 8):
-                        # The next block's rows at these steps, each query asking for
-                        # some of the streams: a few reads in flight at a time.
-                        ahead = block + CODE_BLOCK_STEPS + i // 4
+                        ahead = block + CODE_BLOCK_STEPS + i // 4  # the next block's rows at these steps
                         for s in range(q, 4, n_queries):
                             for t in range(ahead, min(ahead + 2, quarter)):
                                 _prefetch_row(codes, first + s * quarter + t)
@@ -386,7 +404,9 @@ def _float_dot(query, codes, row):
 
 @njit(inline="always")
 def _prefetch_row(codes, row):
-    """Have codes[row] brought into the cache, without waiting for it."""
+    """Have codes[row] brought into the cache, without waiting for it. While a block is
+    scored, each of its queries asks for some streams' rows of the next block (query q
+    for streams q, q + Q, ...): a few reads in flight at a time, never waited for."""
     for offset in range(0, codes.shape[1], 64):  # one per 64-byte cache line
         _prefetch(codes, row, offset)
 
@@ -412,6 +432,26 @@ def _prefetch(typingctx, array, row, offset):
     return signature, codegen
 
 
+def _has_byte_products(context, triple: str) -> bool:
+    """Whether _candidates multiplies int8 rows by the query as bytes, with vpdpbusd:
+    on x86 with AVX-VNNI, or AVX512-VNNI and AVX512-VL, in numba's target features
+    (NUMBA_CPU_FEATURES, else the host's; numba's cache is kept per CPU and features)."""
+    if not _pair_products(triple):
+        return False
+    features = set(getattr(context.codegen(), "_get_host_cpu_features", lambda: "")().split(","))
+    return "+avxvnni" in features or {"+avx512vnni", "+avx512vl"} <= features
+
+
+@intrinsic
+def _byte_products(typingctx):
+    """_has_byte_products, as a constant of the compiled code."""
+
+    def codegen(context, builder, signature, args):
+        return ir.Constant(ir.IntType(1), _has_byte_products(context, builder.module.triple))
+
+    return types.boolean(), codegen
+
+
 def _pair_products(triple: str) -> bool:
     """Whether _candidates adds neighbouring products (2i, 2i + 1) before summing them:
     on x86, where multiply, pair and add is one vpmaddwd (vpdpwssd with VNNI) per 16
@@ -426,17 +466,18 @@ def _candidates(typingctx, rows, picks, query_code, scales, step, margin, floor)
     """Which of the rows ``picks`` (a tuple of 4 or 8 row numbers) of ``rows`` could
     score at least ``floor``: bit i of the int64 result for row picks[i].
 
-    rows (N, W) int8 or int16 and query_code (W,) int16, C-contiguous, W a
+    rows (N, W) int8 or int16 and query_code (W,) int8, C-contiguous, W a
     multiple of _STEP; scales[r] the scale of row r; step and margin the
     query's (_quantise). Row r could if its bound,
     scales[r] * step * (rows[r] . query_code) + |scales[r]| * margin (+ _TINY),
     is not below the floor (or is NaN).
 
     Written as LLVM vector code because the loop vectoriser does not find the
-    best form: 16 values at a time widened to int32 and multiplied, summed
-    into int32 lanes, the sums of all the rows reduced together and their
-    bounds computed at once (see _pair_products for the one difference
-    between machines).
+    best forms: int8 rows times the query as bytes where the machine has
+    byte dot products (_has_byte_products), else 16 values at a time widened
+    to int32 and multiplied, summed into int32 lanes (see _pair_products for
+    x86 and the others); then the sums of all the rows reduced together and
+    their bounds computed at once.
     """
     signature = types.int64(rows, picks, query_code, scales, step, margin, floor)
 
@@ -458,6 +499,14 @@ def _candidates(typingctx, rows, picks, query_code, scales, step, margin, floor)
         # after the loop: eight chains of multiply-adds in all, each waiting for the one
         # before, keep the units busy, and fit the registers.
         parts = _STEP // _LANES if count == 4 else 1
+        byte_products = signature.args[0].dtype.bitwidth == 8 and _has_byte_products(context, builder.module.triple)
+        if byte_products:
+            parts = 1
+            octets = ir.VectorType(ir.IntType(8), _STEP)
+            sign_bits = ir.Constant(octets, [-128] * _STEP)
+            ones = ir.Constant(lanes, [0x01010101] * (_LANES // 2))
+            dot_bytes = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(lanes, [lanes, lanes, lanes]), "llvm.x86.avx512.vpdpbusd.256")
 
         def halve(vectors, groups):
             """Each of ``groups`` runs of lanes in one or two vectors summed with itself
@@ -486,12 +535,23 @@ def _candidates(typingctx, rows, picks, query_code, scales, step, margin, floor)
         builder.position_at_end(loop)
         j = builder.phi(index)
         sums = [[builder.phi(lanes) for _ in range(parts)] for _ in starts]
+        query_sum = builder.phi(lanes) if byte_products else None
         following = [list(row_sums) for row_sums in sums]
-        for vector in range(parts):
+        if byte_products:
+            # _STEP values of each row as unsigned bytes (code + 128: the sign bit
+            # flipped) times the query's codes as signed bytes, four products summed
+            # into each int32 lane: one vpdpbusd. The 128 * sum(query codes) this
+            # adds is taken off after the loop.
+            query_bytes = builder.load(builder.bitcast(builder.gep(query.data, [j]), lanes.as_pointer()), align=1)
+            following_query = builder.call(dot_bytes, [query_sum, ones, query_bytes])  # sum(query codes)
+            for start, row_sums in zip(starts, following):
+                row_at = builder.bitcast(builder.gep(start, [j]), octets.as_pointer())
+                unsigned = builder.bitcast(builder.xor(builder.load(row_at, align=1), sign_bits), lanes)
+                row_sums[0] = builder.call(dot_bytes, [row_sums[0], unsigned, query_bytes])
+        for vector in range(0 if byte_products else parts):
             at = builder.add(j, ir.Constant(index, vector * _LANES))
-            query_at = builder.bitcast(builder.gep(query.data, [at]),
-                                       ir.VectorType(ir.IntType(16), _LANES).as_pointer())
-            query_values = builder.sext(builder.load(query_at, align=2), wide)
+            query_at = builder.bitcast(builder.gep(query.data, [at]), ir.VectorType(ir.IntType(8), _LANES).as_pointer())
+            query_values = builder.sext(builder.load(query_at, align=1), wide)
             for start, row_sums in zip(starts, following):
                 row_type = ir.VectorType(ir.IntType(signature.args[0].dtype.bitwidth), _LANES)
                 row_at = builder.bitcast(builder.gep(start, [at]), row_type.as_pointer())
@@ -500,10 +560,13 @@ def _candidates(typingctx, rows, picks, query_code, scales, step, margin, floor)
                 # lanes, halved), elsewhere the second half to the first.
                 products = halve([products], _LANES // 2 if pairs else 1)
                 row_sums[vector] = builder.add(row_sums[vector], products)
-        next_j = builder.add(j, ir.Constant(index, parts * _LANES))
+        next_j = builder.add(j, ir.Constant(index, _STEP if byte_products else parts * _LANES))
         builder.cbranch(builder.icmp_signed("<", next_j, width), loop, done)
         j.add_incoming(ir.Constant(index, 0), entry)
         j.add_incoming(next_j, loop)
+        if byte_products:
+            query_sum.add_incoming(zero, entry)
+            query_sum.add_incoming(following_query, loop)
         for row_sums, row_following in zip(sums, following):
             for total, after in zip(row_sums, row_following):
                 total.add_incoming(zero, entry)
@@ -526,6 +589,11 @@ def _candidates(typingctx, rows, picks, query_code, scales, step, margin, floor)
         packed = totals[0]
         while packed.type.count > count:
             packed = halve([packed], count)
+        if byte_products:
+            reduce_add = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(int32, [lanes]), f"llvm.vector.reduce.add.v{_LANES // 2}i32")
+            excess = builder.mul(builder.call(reduce_add, [following_query]), int32(128))
+            packed = builder.sub(packed, splat(excess, count))
         # The bounds at once, in IEEE float32 (no fast-math flags: _quantise's
         # margin counts these roundings).
         scales = ir.Constant(ir.VectorType(float32, count), None)
