@@ -229,7 +229,7 @@ def test_candidates_never_drops_a_row_that_reaches_the_floor(monkeypatch, picks,
     machine_form(monkeypatch, form)
 
     @njit
-    def candidates(rows, query_code, scales, step, margin, floors):
+    def candidates(rows, query_code, query_sum, scales, step, margin, floors):
         """Bit r of out[g, f]: row picks * g + r at floor floors[g, f]."""
         out = np.empty(floors.shape, np.int64)
         for g in range(floors.shape[0]):
@@ -237,10 +237,12 @@ def test_candidates_never_drops_a_row_that_reaches_the_floor(monkeypatch, picks,
             for f in range(floors.shape[1]):
                 if picks == 4:
                     group = (b, b + 1, b + 2, b + 3)
-                    out[g, f] = topk._candidates(rows, group, query_code, scales, step, margin, floors[g, f])
+                    out[g, f] = topk._candidates(rows, group, query_code, query_sum, scales, step, margin,
+                                                 floors[g, f])
                 else:
                     group8 = (b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7)
-                    out[g, f] = topk._candidates(rows, group8, query_code, scales, step, margin, floors[g, f])
+                    out[g, f] = topk._candidates(rows, group8, query_code, query_sum, scales, step, margin,
+                                                 floors[g, f])
         return out
 
     rng = np.random.default_rng(picks + len(form) + 2 * np.dtype(row_type).itemsize)
@@ -248,7 +250,7 @@ def test_candidates_never_drops_a_row_that_reaches_the_floor(monkeypatch, picks,
     codes, scales = quantise(unit_rows(rng, n, dim))
     scales = (scales * np.exp(rng.uniform(-3, 3, n))).astype(np.float32)
     queries = unit_rows(rng, 1, dim)
-    query_code, step, margin = _quantise(queries)
+    query_code, query_sum, step, margin = _quantise(queries)
     # Rows whose codes line up with the query's rounding error, where the integer
     # estimate is off by nearly the whole margin: any other slip shows.
     error = queries[0].astype(np.float64) - query_code[0, :dim] * np.float64(step[0])
@@ -259,8 +261,8 @@ def test_candidates_never_drops_a_row_that_reaches_the_floor(monkeypatch, picks,
     kinds = [np.nextafter(exact32, -np.inf), exact32, np.nextafter(exact32, np.inf),
              (exact + 3 * margin[0] * scales).astype(np.float32)]
     floors = np.stack(kinds, axis=1).reshape(n // picks, picks * len(kinds))  # [group, row r's floor kinds]
-    masks = candidates(_read_only(codes.astype(row_type)), query_code[0], _read_only(scales), step[0], margin[0],
-                       floors).reshape(n // picks, picks, len(kinds))
+    masks = candidates(_read_only(codes.astype(row_type)), query_code[0], query_sum[0], _read_only(scales), step[0],
+                       margin[0], floors).reshape(n // picks, picks, len(kinds))
     for r in range(picks):
         flagged = (masks[:, r, :] >> r) & 1
         assert flagged[:, :2].all(), "a row at or above the floor was passed over"

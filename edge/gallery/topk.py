@@ -123,8 +123,8 @@ def top_k(
         if matrix.dtype == np.float32:
             scores, rows = _scan(*map(_read_only, (matrix, queries, valid)), k, chunks)
         else:
-            codes, steps, margins = _quantise(queries)
-            arrays = map(_read_only, (matrix, scales, queries, codes, steps, margins, valid))
+            codes, sums, steps, margins = _quantise(queries)
+            arrays = map(_read_only, (matrix, scales, queries, codes, sums, steps, margins, valid))
             scores, rows = _scan_codes(*arrays, k, chunks)
         empty = rows == _EMPTY
         scores[empty] = -np.inf
@@ -148,9 +148,10 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return view
 
 
-def _quantise(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The queries as int8 codes for _scan_codes: (codes (Q, D') int8, steps (Q,), margins (Q,) float32),
-    D' being D rounded up to a multiple of _STEP (the codes after D are zeros).
+def _quantise(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The queries as int8 codes for _scan_codes: (codes (Q, D') int8, their sums (Q,) int64,
+    steps (Q,), margins (Q,) float32), D' being D rounded up to a multiple of _STEP (the
+    codes after D are zeros).
 
     query ~= codes * step, to within half a step per value. For an int8 row c
     (values -128..127, scale s) the integer estimate of its score,
@@ -177,7 +178,7 @@ def _quantise(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     margins = np.nextafter((128 * (error + rounding)).astype(np.float32), np.float32(np.inf))
     padded = np.zeros((n_queries, -(-dim // _STEP) * _STEP), np.int8)  # zeros: see _scan_codes
     padded[:, :dim] = codes
-    return padded, steps, margins
+    return padded, codes.sum(axis=1).astype(np.int64), steps, margins
 
 
 def _check_matrix(matrix: np.ndarray) -> np.ndarray:
@@ -274,7 +275,7 @@ def _scan(matrix, queries, valid, k, chunks):
 
 
 @_compiled(parallel=True, fastmath=FASTMATH)
-def _scan_codes(codes, scales, queries, query_codes, steps, margins, valid, k, chunks):
+def _scan_codes(codes, scales, queries, query_codes, query_sums, steps, margins, valid, k, chunks):
     """_scan for int8 rows: the same chunks, streams, blocks and heaps, and the same
     answer, the top k of the float32 scores scales[i] * (codes[i] . query).
 
@@ -325,15 +326,17 @@ def _scan_codes(codes, scales, queries, query_codes, steps, margins, valid, k, c
                                     _prefetch_row(codes, first + s * quarter + ahead)
                         r = first + t
                         if t + 1 < block_stop:
-                            picks = (r, r + quarter, r + 2 * quarter, r + 3 * quarter,
-                                     r + 1, r + 1 + quarter, r + 1 + 2 * quarter, r + 1 + 3 * quarter)
-                            could = _candidates(codes, picks, query_code, scales, steps[q], margins[q], floor)
+                            picks = (r, r + 1, r + quarter, r + quarter + 1,  # scales read in pairs
+                                     r + 2 * quarter, r + 2 * quarter + 1, r + 3 * quarter, r + 3 * quarter + 1)
+                            could = _candidates(codes, picks, query_code, query_sums[q], scales, steps[q],
+                                                margins[q], floor)
                             if could:
                                 floor = _offer_some(heap_scores, heap_rows, floor, could, picks, codes, scales,
                                                     query, masked, valid)
                         else:
                             picks4 = (r, r + quarter, r + 2 * quarter, r + 3 * quarter)
-                            could = _candidates(codes, picks4, query_code, scales, steps[q], margins[q], floor)
+                            could = _candidates(codes, picks4, query_code, query_sums[q], scales, steps[q],
+                                                margins[q], floor)
                             if could:
                                 floor = _offer_some(heap_scores, heap_rows, floor, could, picks4, codes, scales,
                                                     query, masked, valid)
@@ -365,10 +368,12 @@ def _scan_codes(codes, scales, queries, query_codes, steps, margins, valid, k, c
                                 _prefetch_row(codes, first + s * quarter + t)
                         if i + 8 <= size:
                             picks = (i, i + 1, i + 2, i + 3, i + 4, i + 5, i + 6, i + 7)
-                            could = _candidates(block_codes, picks, query_code, block_scales, step, margin, floor)
+                            could = _candidates(block_codes, picks, query_code, query_sums[q], block_scales, step,
+                                                margin, floor)
                         else:  # the last four of a block of an odd number of steps
                             picks4 = (i, i + 1, i + 2, i + 3)
-                            could = _candidates(block_codes, picks4, query_code, block_scales, step, margin, floor)
+                            could = _candidates(block_codes, picks4, query_code, query_sums[q], block_scales,
+                                                step, margin, floor)
                         if could:
                             floor = _offer_some(heap_scores, heap_rows, floor, could, block_rows[i:i + 8], codes,
                                                 scales, query, masked, valid)
@@ -462,13 +467,13 @@ def _pair_products(triple: str) -> bool:
 
 
 @intrinsic
-def _candidates(typingctx, rows, picks, query_code, scales, step, margin, floor):
+def _candidates(typingctx, rows, picks, query_code, query_sum, scales, step, margin, floor):
     """Which of the rows ``picks`` (a tuple of 4 or 8 row numbers) of ``rows`` could
     score at least ``floor``: bit i of the int64 result for row picks[i].
 
     rows (N, W) int8 or int16 and query_code (W,) int8, C-contiguous, W a
-    multiple of _STEP; scales[r] the scale of row r; step and margin the
-    query's (_quantise). Row r could if its bound,
+    multiple of _STEP; query_sum the sum of query_code; scales[r] the scale of
+    row r; step and margin the query's (_quantise). Row r could if its bound,
     scales[r] * step * (rows[r] . query_code) + |scales[r]| * margin (+ _TINY),
     is not below the floor (or is NaN).
 
@@ -479,12 +484,12 @@ def _candidates(typingctx, rows, picks, query_code, scales, step, margin, floor)
     x86 and the others); then the sums of all the rows reduced together and
     their bounds computed at once.
     """
-    signature = types.int64(rows, picks, query_code, scales, step, margin, floor)
+    signature = types.int64(rows, picks, query_code, query_sum, scales, step, margin, floor)
 
     def codegen(context, builder, signature, args):
         matrix = context.make_array(signature.args[0])(context, builder, args[0])
         query = context.make_array(signature.args[2])(context, builder, args[2])
-        scale_data = context.make_array(signature.args[3])(context, builder, args[3]).data
+        scale_data = context.make_array(signature.args[4])(context, builder, args[4]).data
         count = signature.args[1].count
         picked = [builder.extract_value(args[1], i) for i in range(count)]
         index = picked[0].type
@@ -504,7 +509,6 @@ def _candidates(typingctx, rows, picks, query_code, scales, step, margin, floor)
             parts = 1
             octets = ir.VectorType(ir.IntType(8), _STEP)
             sign_bits = ir.Constant(octets, [-128] * _STEP)
-            ones = ir.Constant(lanes, [0x01010101] * (_LANES // 2))
             dot_bytes = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(lanes, [lanes, lanes, lanes]), "llvm.x86.avx512.vpdpbusd.256")
 
@@ -535,7 +539,6 @@ def _candidates(typingctx, rows, picks, query_code, scales, step, margin, floor)
         builder.position_at_end(loop)
         j = builder.phi(index)
         sums = [[builder.phi(lanes) for _ in range(parts)] for _ in starts]
-        query_sum = builder.phi(lanes) if byte_products else None
         following = [list(row_sums) for row_sums in sums]
         if byte_products:
             # _STEP values of each row as unsigned bytes (code + 128: the sign bit
@@ -543,7 +546,6 @@ def _candidates(typingctx, rows, picks, query_code, scales, step, margin, floor)
             # into each int32 lane: one vpdpbusd. The 128 * sum(query codes) this
             # adds is taken off after the loop.
             query_bytes = builder.load(builder.bitcast(builder.gep(query.data, [j]), lanes.as_pointer()), align=1)
-            following_query = builder.call(dot_bytes, [query_sum, ones, query_bytes])  # sum(query codes)
             for start, row_sums in zip(starts, following):
                 row_at = builder.bitcast(builder.gep(start, [j]), octets.as_pointer())
                 unsigned = builder.bitcast(builder.xor(builder.load(row_at, align=1), sign_bits), lanes)
@@ -564,9 +566,6 @@ def _candidates(typingctx, rows, picks, query_code, scales, step, margin, floor)
         builder.cbranch(builder.icmp_signed("<", next_j, width), loop, done)
         j.add_incoming(ir.Constant(index, 0), entry)
         j.add_incoming(next_j, loop)
-        if byte_products:
-            query_sum.add_incoming(zero, entry)
-            query_sum.add_incoming(following_query, loop)
         for row_sums, row_following in zip(sums, following):
             for total, after in zip(row_sums, row_following):
                 total.add_incoming(zero, entry)
@@ -590,9 +589,7 @@ def _candidates(typingctx, rows, picks, query_code, scales, step, margin, floor)
         while packed.type.count > count:
             packed = halve([packed], count)
         if byte_products:
-            reduce_add = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(int32, [lanes]), f"llvm.vector.reduce.add.v{_LANES // 2}i32")
-            excess = builder.mul(builder.call(reduce_add, [following_query]), int32(128))
+            excess = builder.mul(builder.trunc(args[3], int32), int32(128))
             packed = builder.sub(packed, splat(excess, count))
         # The bounds at once, in IEEE float32 (no fast-math flags: _quantise's
         # margin counts these roundings).
@@ -601,10 +598,10 @@ def _candidates(typingctx, rows, picks, query_code, scales, step, margin, floor)
             scales = builder.insert_element(scales, builder.load(builder.gep(scale_data, [row])), int32(i))
         fabs = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(scales.type, [scales.type]), f"llvm.fabs.v{count}f32")
-        estimate = builder.fmul(builder.fmul(builder.sitofp(packed, scales.type), splat(args[4], count)), scales)
-        slack = builder.fadd(builder.fmul(builder.call(fabs, [scales]), splat(args[5], count)),
+        estimate = builder.fmul(builder.fmul(builder.sitofp(packed, scales.type), splat(args[5], count)), scales)
+        slack = builder.fadd(builder.fmul(builder.call(fabs, [scales]), splat(args[6], count)),
                              splat(float32(float(_TINY)), count))
-        could = builder.fcmp_unordered(">=", builder.fadd(estimate, slack), splat(args[6], count))
+        could = builder.fcmp_unordered(">=", builder.fadd(estimate, slack), splat(args[7], count))
         return builder.zext(builder.bitcast(could, ir.IntType(count)), ir.IntType(64))
 
     return signature, codegen
