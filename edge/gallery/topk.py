@@ -320,10 +320,8 @@ def _scan_codes(codes, scales, queries, query_codes, query_sums, steps, margins,
                     heap_rows = heaps_rows[q]
                     floor = floors[q]
                     for t in range(block, block_stop, 2):  # steps t and t + 1 of the four streams
-                        if n_queries > 1:  # the next block's rows at these steps: see _prefetch_row
-                            for s in range(q, 4, n_queries):
-                                for ahead in range(t + span, min(t + span + 2, quarter)):
-                                    _prefetch_row(codes, first + s * quarter + ahead)
+                        if n_queries > 1:  # the next block's rows at these steps: see _prefetch_rows
+                            _prefetch_rows(codes, first, quarter, t + span, q, n_queries)
                         r = first + t
                         if t + 1 < block_stop:
                             picks = (r, r + 1, r + quarter, r + quarter + 1,  # scales read in pairs
@@ -362,10 +360,7 @@ def _scan_codes(codes, scales, queries, query_codes, query_sums, steps, margins,
                     heap_rows = heaps_rows[q]
                     floor = floors[q]
                     for i in range(0, size, 8):
-                        ahead = block + CODE_BLOCK_STEPS + i // 4  # the next block's rows at these steps
-                        for s in range(q, 4, n_queries):
-                            for t in range(ahead, min(ahead + 2, quarter)):
-                                _prefetch_row(codes, first + s * quarter + t)
+                        _prefetch_rows(codes, first, quarter, block + CODE_BLOCK_STEPS + i // 4, q, n_queries)
                         if i + 8 <= size:
                             picks = (i, i + 1, i + 2, i + 3, i + 4, i + 5, i + 6, i + 7)
                             could = _candidates(block_codes, picks, query_code, query_sums[q], block_scales, step,
@@ -408,12 +403,16 @@ def _float_dot(query, codes, row):
 
 
 @njit(inline="always")
-def _prefetch_row(codes, row):
-    """Have codes[row] brought into the cache, without waiting for it. While a block is
-    scored, each of its queries asks for some streams' rows of the next block (query q
-    for streams q, q + Q, ...): a few reads in flight at a time, never waited for."""
-    for offset in range(0, codes.shape[1], 64):  # one per 64-byte cache line
-        _prefetch(codes, row, offset)
+def _prefetch_rows(codes, first, quarter, ahead, q, n_queries):
+    """Have steps ahead and ahead + 1 of some of the chunk's four streams (those of query
+    q: q, q + Q, ...) brought into the cache, without waiting for them. While a block is
+    scored its queries ask so for the next block's rows: a few reads in flight at a time."""
+    stream = q
+    while stream < 4:  # (a range with a step would divide, at every call)
+        for t in range(ahead, min(ahead + 2, quarter)):
+            for offset in range(0, codes.shape[1], 64):  # one per 64-byte cache line
+                _prefetch(codes, first + stream * quarter + t, offset)
+        stream += n_queries
 
 
 @intrinsic
