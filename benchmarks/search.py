@@ -11,14 +11,16 @@ For each gallery size (random 128-d unit rows in RAM) and query batch size:
   memory read bandwidth this machine gives such a stream, in the same run.
   Each search is reported as a share of it: bytes read / time / bandwidth.
 
-Each method is timed ``--rounds`` times, in two passes of back-to-back
-calls after a pause and a warm-up (see ``timed``); tables give median and
-minimum, speed-ups and shares compare medians. ``--gallery`` also builds a real on-disk gallery at the
+Each method is timed ``--rounds`` times, in ``--passes`` passes of back-to-back
+calls after a pause and a warm-up (see ``timed``: interleaving the methods
+in several passes evens out a shared machine's slow spells); tables give
+median and minimum, speed-ups and shares compare medians. ``--gallery`` also builds a real on-disk gallery at the
 largest float32 size and times opening it and searching its mapped matrix.
 ``--agreement`` runs the int8-vs-float32 identity check on LFW embeddings
 (see search_agreement.py).
 
     .venv/bin/python benchmarks/search.py
+    .venv/bin/python benchmarks/search.py --sizes 1000000 --batches 1 8 --threads 2 --no-faiss   # int8 vs float32
     .venv/bin/python benchmarks/search.py --int8-sizes 10000000 --gallery --agreement --json search.json
 """
 
@@ -142,7 +144,7 @@ def timed(methods: dict, rounds: int, passes: int = 2, pause: float = 0.2, warm_
     return times
 
 
-def run_size(n, batches, rounds, with_float32, faiss, seed, read_sum, threads) -> list[dict]:
+def run_size(n, batches, rounds, passes, with_float32, faiss, seed, read_sum, threads) -> list[dict]:
     """Every method at one gallery size; one result dict per (method, batch)."""
     results = []
     float_rows = unit_rows(n, seed) if with_float32 else None
@@ -168,7 +170,7 @@ def run_size(n, batches, rounds, with_float32, faiss, seed, read_sum, threads) -
                 methods["faiss flat"] = lambda: index.search(queries, K)
             methods["read f32 bytes"] = lambda: read_sum(streams["f32"], threads)
         methods["read i8 bytes"] = lambda: read_sum(streams["i8"], threads)
-        times = timed(methods, rounds)
+        times = timed(methods, rounds, passes)
         for name, values in times.items():
             stream = "i8" if name in ("edge i8", "read i8 bytes") else "f32"
             nbytes = codes.nbytes + scales.nbytes if name == "edge i8" else streams[stream].nbytes
@@ -210,9 +212,9 @@ def table(results: list[dict]) -> str:
 
 
 def done_when(results: list[dict], agreement: dict | None) -> list[str]:
-    """The issue's acceptance figures at 1M x 128, one query."""
+    """The issue's acceptance figures at 1M x 128: one query, and int8 also with 8."""
     by = {(r["rows"], r["batch"], r["method"]): r for r in results}
-    f32, i8 = by.get((1_000_000, 1, "edge f32")), by.get((1_000_000, 1, "edge i8"))
+    f32 = by.get((1_000_000, 1, "edge f32"))
     lines = []
 
     def check(label, value, goal, fmt="{:.2f}"):
@@ -224,10 +226,12 @@ def done_when(results: list[dict], agreement: dict | None) -> list[str]:
         if "speedup_vs_faiss_flat" in f32:
             check("1M f32 Q=1 speed-up over faiss flat", f32["speedup_vs_faiss_flat"], 2.0)
         check("1M f32 Q=1 share of read bandwidth", f32["share_of_read_bw"], 0.8, "{:.0%}")
-    if i8 and "speedup_vs_edge_f32" in i8:
-        check("1M i8 Q=1 speed-up over f32", i8["speedup_vs_edge_f32"], 2.0)
+    for batch in (1, 8):  # int8 rows are a quarter of the bytes: the int8 kernel should show most of it
+        i8 = by.get((1_000_000, batch, "edge i8"))
+        if i8 and "speedup_vs_edge_f32" in i8:
+            check(f"1M i8 Q={batch} speed-up over f32", i8["speedup_vs_edge_f32"], 3.0)
     if agreement:
-        check("int8 top-1 identity equal to float32 (LFW)", agreement["agreement"], 0.999, "{:.4%}")
+        check("int8 top-1 identity equal to float32 (LFW, worst of Q=1, 8)", agreement["agreement"], 0.999, "{:.4%}")
     return lines
 
 
@@ -280,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="extra sizes in int8 only, e.g. 10000000")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="queries per call")
     parser.add_argument("--rounds", type=int, default=30, help="timed calls per method")
+    parser.add_argument("--passes", type=int, default=5,
+                        help="passes over the methods the rounds are split into (see timed)")
+    parser.add_argument("--threads", type=int, help="numba (and faiss) threads (default: numba's, all cores)")
     parser.add_argument("--no-faiss", action="store_true", help="leave faiss out even if installed")
     parser.add_argument("--gallery", action="store_true", help="also time an on-disk gallery of the largest size")
     parser.add_argument("--agreement", action="store_true", help="int8 vs float32 top-1 identity on LFW")
@@ -298,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             import faiss
         except ImportError:
             print("faiss not installed: its rows are left out", file=sys.stderr)
+    if args.threads:
+        numba.set_num_threads(args.threads)
     threads = numba.get_num_threads()
     if faiss is not None:
         faiss.omp_set_num_threads(threads)
@@ -309,9 +318,9 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     for n in args.sizes:
-        results += run_size(n, args.batches, args.rounds, True, faiss, args.seed, read_sum, threads)
+        results += run_size(n, args.batches, args.rounds, args.passes, True, faiss, args.seed, read_sum, threads)
     for n in args.int8_sizes:
-        results += run_size(n, args.batches, args.rounds, False, None, args.seed, read_sum, threads)
+        results += run_size(n, args.batches, args.rounds, args.passes, False, None, args.seed, read_sum, threads)
     env["numba_threading_layer"] = numba.threading_layer()
     add_ratios(results)
 
@@ -333,9 +342,10 @@ def main(argv: list[str] | None = None) -> int:
               f"opened in {g['open_ms']:.1f} ms, first search {g['first_search_ms']:.1f} ms, "
               f"then median {g['search_median_ms']:.2f} ms (min {g['search_min_ms']:.2f})")
     if agreement:
-        print(f"\nint8 vs float32 on LFW ({agreement['embedder']} embeddings): "
-              f"{agreement['agree']}/{agreement['queries']} queries agree "
-              f"({agreement['agreement']:.4%}); {agreement['lfw_faces']} faces + {agreement['distractors']:,} "
+        each = ", ".join(f"Q={size}: {b['agree']}/{agreement['queries']} ({b['agreement']:.4%})"
+                         for size, b in agreement["by_batch"].items())
+        print(f"\nint8 vs float32 on LFW ({agreement['embedder']} embeddings): queries that agree, "
+              f"int8 searched Q at a time: {each}; {agreement['lfw_faces']} faces + {agreement['distractors']:,} "
               f"random distractors; top-1 accuracy float32 {agreement['top1_accuracy_float32']:.4f}, "
               f"int8 {agreement['top1_accuracy_int8']:.4f}")
     print()

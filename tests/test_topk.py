@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.gallery.topk import _read_only, _scan, top_k
+from edge.gallery import topk
+from edge.gallery.topk import _quantise, _read_only, _scan, _scan_codes, top_k
 
 
 def unit_rows(rng, n, dim):
@@ -17,6 +18,10 @@ def quantise(rows):
     scales = (np.abs(rows).max(axis=1) / 127).astype(np.float32)
     codes = np.clip(np.rint(rows / scales[:, None]), -127, 127).astype(np.int8)
     return codes, scales
+
+
+def dequantised(codes, scales):
+    return codes.astype(np.float64) * scales.astype(np.float64)[:, None]
 
 
 def numpy_top_k(rows, queries, k, valid=None):
@@ -50,7 +55,7 @@ def assert_same_top_k(got_scores, got_rows, all_scores, ref_scores, ref_rows, to
         assert len(set(real.tolist())) == real.size, "a row returned twice"
 
 
-sizes = st.tuples(st.integers(0, 300), st.integers(1, 40), st.integers(1, 6), st.integers(1, 20))
+sizes = st.tuples(st.integers(0, 300), st.integers(1, 70), st.integers(1, 6), st.integers(1, 20))
 
 
 @settings(max_examples=60, deadline=None)
@@ -76,8 +81,7 @@ def test_int8_matches_numpy_on_dequantised_rows(shape, seed, with_mask):
     queries = unit_rows(rng, n_queries, dim)
     valid = rng.random(n) < 0.7 if with_mask else None
     scores, found = top_k(codes, queries, k, scales, valid)
-    dequantised = codes.astype(np.float32) * scales[:, None]
-    assert_same_top_k(scores, found, *numpy_top_k(dequantised, queries, k, valid), tolerance=1e-5)
+    assert_same_top_k(scores, found, *numpy_top_k(dequantised(codes, scales), queries, k, valid), tolerance=1e-5)
 
 
 @settings(max_examples=40, deadline=None)
@@ -88,11 +92,18 @@ def test_any_split_into_chunks_gives_the_same_answer(n, n_queries, chunks, k, se
     rows = unit_rows(rng, n, 12)
     rows[rng.integers(0, n, n // 3)] = rows[0]  # exact ties across chunks
     queries = np.concatenate([rows[:1], unit_rows(rng, n_queries - 1, 12)])
-    arrays = [_read_only(a) for a in (rows, queries, np.empty(0, np.float32), np.empty(0, np.bool_))]
+    arrays = [_read_only(a) for a in (rows, queries, np.empty(0, np.bool_))]
     scores, found = _scan(*arrays, k, chunks)
     found = np.where(found == np.iinfo(np.int64).max, -1, found)
     scores = np.where(found < 0, -np.inf, scores)
     assert_same_top_k(scores, found, *numpy_top_k(rows, queries, k), tolerance=1e-5)
+
+    codes, scales = quantise(rows)
+    arrays = [_read_only(a) for a in (codes, scales, queries, *_quantise(queries), np.empty(0, np.bool_))]
+    scores, found = _scan_codes(*arrays, k, chunks)
+    found = np.where(found == np.iinfo(np.int64).max, -1, found)
+    scores = np.where(found < 0, -np.inf, scores)
+    assert_same_top_k(scores, found, *numpy_top_k(dequantised(codes, scales), queries, k), tolerance=1e-5)
 
 
 @pytest.mark.parametrize("n", [20_000, 20_003, 65_537])
@@ -106,23 +117,175 @@ def test_large_matrix_uses_all_threads_and_agrees(n):
     scores, found = top_k(rows, queries, 10)
     assert_same_top_k(scores, found, *numpy_top_k(rows, queries, 10), tolerance=1e-5)
     assert list(found[:, 0]) == targets
+    codes, scales = quantise(rows)
+    for batch in (queries[:1], queries):  # one query reads the rows in place, several through a copy
+        scores, found = top_k(codes, batch, 10, scales)
+        assert_same_top_k(scores, found, *numpy_top_k(dequantised(codes, scales), batch, 10), tolerance=1e-5)
+        assert list(found[:, 0]) == targets[:len(batch)]
 
 
-def test_exact_ties_are_ordered_by_row():
-    row = unit_rows(np.random.default_rng(1), 1, 16)
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+@pytest.mark.parametrize("n_queries", [1, 3])
+def test_exact_ties_are_ordered_by_row(dtype, n_queries):
+    row = unit_rows(np.random.default_rng(1), 1, 32)
     rows = np.repeat(row, 50_000, axis=0)  # identical rows in every chunk
-    scores, found = top_k(rows, row[0], 5)
-    assert list(found) == [0, 1, 2, 3, 4]
-    assert np.all(scores == scores[0])
+    codes, scales = quantise(rows)
+    queries = np.repeat(row, n_queries, axis=0)
+    scores, found = top_k(rows, queries, 5) if dtype == "float32" else top_k(codes, queries, 5, scales)
+    assert (found == [0, 1, 2, 3, 4]).all()
+    assert np.all(scores == scores[0, 0])
 
 
-def test_fewer_valid_rows_than_k_pad_with_minus_one():
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_fewer_valid_rows_than_k_pad_with_minus_one(dtype):
     rows = unit_rows(np.random.default_rng(2), 4, 8)
-    scores, found = top_k(rows, rows[1], 6, valid=np.array([False, True, False, True]))
+    codes, scales = quantise(rows)
+
+    def search(queries, k, valid):
+        return top_k(rows, queries, k, valid=valid) if dtype == "float32" else top_k(codes, queries, k, scales, valid)
+
+    scores, found = search(rows[1], 6, np.array([False, True, False, True]))
     assert list(found[:2]) == [1, 3]
     assert list(found[2:]) == [-1] * 4 and np.all(np.isneginf(scores[2:]))
-    scores, found = top_k(np.empty((0, 8), np.float32), rows[:2], 3)
+    scores, found = search(rows[:3], 2, np.zeros(4, bool))
+    assert (found == -1).all() and np.isneginf(scores).all()
+    empty = np.empty((0, 8), np.float32 if dtype == "float32" else np.int8)
+    scores, found = top_k(empty, rows[:2], 3, None if dtype == "float32" else np.empty(0, np.float32))
     assert found.shape == (2, 3) and (found == -1).all()
+
+
+@pytest.mark.parametrize("dim", [128, 40])
+@pytest.mark.parametrize("n_queries", [1, 5])
+@pytest.mark.parametrize("factor", [1.0, 1e-30, 1e30])
+def test_int8_near_ties_duplicates_and_extreme_scales(dim, n_queries, factor):
+    """Rows one code step apart (their integer estimates against the rounded query can
+    rank them wrongly: the exact scores must decide), exact duplicates, the best rows
+    in every stream and chunk, per-row scales spread over 100x and scaled by ``factor``."""
+    rng = np.random.default_rng(dim + n_queries)
+    n = 20_011
+    codes, scales = quantise(unit_rows(rng, n, dim))
+    base = codes[rng.integers(0, n, 6)]
+    near = rng.integers(0, n, 600)
+    codes[near] = base[rng.integers(0, 6, near.size)]
+    codes[near, rng.integers(0, dim, near.size)] += rng.choice(np.array([-1, 1], np.int8), near.size)
+    codes[rng.integers(0, n, 60)] = base[0]  # exact duplicates
+    scales = (scales * np.exp(rng.uniform(-2.3, 2.3, n)) * factor).astype(np.float32)
+    scales[near] = scales[near[0]]
+    queries = base[:n_queries].astype(np.float32) + rng.normal(0, 2, (n_queries, dim)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    for k in (1, 7, 40):
+        scores, found = top_k(codes, queries, k, scales)
+        all_scores, ref_scores, ref_rows = numpy_top_k(dequantised(codes, scales) / factor, queries, k)
+        assert_same_top_k(scores / np.float32(factor), found, all_scores, ref_scores, ref_rows, tolerance=1e-5 * 10)
+
+
+@pytest.mark.parametrize("query", ["one-hot", "zero", "spread"])
+def test_int8_queries_exactly_representable_or_zero(query):
+    rng = np.random.default_rng(5)
+    codes, scales = quantise(unit_rows(rng, 3000, 64))
+    queries = {"one-hot": np.eye(64, dtype=np.float32)[[3, 60]], "zero": np.zeros((2, 64), np.float32),
+               "spread": np.full((2, 64), 0.125, np.float32)}[query]
+    for batch in (queries[:1], queries):
+        scores, found = top_k(codes, batch, 9, scales)
+        assert_same_top_k(scores, found, *numpy_top_k(dequantised(codes, scales), batch, 9), tolerance=1e-5)
+
+
+MACHINE_FORMS = {  # _candidates' forms, whatever this machine is: (pair products, byte products)
+    "x86 bytes": (True, True),  # compiled only where the CPU has VNNI (numba compiles for this CPU)
+    "x86": (True, False),
+    "other": (False, False),
+}
+
+
+def machine_form(monkeypatch, form):
+    pairs, byte_products = MACHINE_FORMS[form]
+    if byte_products and not topk._has_byte_products(_Context(), "x86_64"):
+        pytest.skip("this CPU has no byte dot products (VNNI)")
+    monkeypatch.setattr(topk, "_pair_products", lambda triple: pairs)
+    if not byte_products:
+        monkeypatch.setattr(topk, "_has_byte_products", lambda context, triple: False)
+
+
+class _Context:
+    """Enough of numba's target context for topk._has_byte_products."""
+
+    @staticmethod
+    def codegen():
+        from numba.core.registry import cpu_target
+
+        return cpu_target.target_context.codegen()
+
+
+@pytest.mark.parametrize("picks", [4, 8])
+@pytest.mark.parametrize("form", list(MACHINE_FORMS))
+@pytest.mark.parametrize("row_type", [np.int8, np.int16])
+def test_candidates_never_drops_a_row_that_reaches_the_floor(monkeypatch, picks, form, row_type):
+    """The integer filter itself, four or eight rows at a time, in each of its machine
+    forms (x86's byte products or paired products, the plain sums other machines get),
+    with floors just below, at and just above each row's exact float32 score, and far
+    above it."""
+    from numba import njit
+
+    machine_form(monkeypatch, form)
+
+    @njit
+    def candidates(rows, query_code, query_sum, scales, step, margin, floors):
+        """Bit r of out[g, f]: row picks * g + r at floor floors[g, f]."""
+        out = np.empty(floors.shape, np.int64)
+        for g in range(floors.shape[0]):
+            b = picks * g
+            for f in range(floors.shape[1]):
+                if picks == 4:
+                    group = (b, b + 1, b + 2, b + 3)
+                    out[g, f] = topk._candidates(rows, group, query_code, query_sum, scales, step, margin,
+                                                 floors[g, f])
+                else:
+                    group8 = (b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7)
+                    out[g, f] = topk._candidates(rows, group8, query_code, query_sum, scales, step, margin,
+                                                 floors[g, f])
+        return out
+
+    rng = np.random.default_rng(picks + len(form) + 2 * np.dtype(row_type).itemsize)
+    dim, n = 96, 400
+    codes, scales = quantise(unit_rows(rng, n, dim))
+    scales = (scales * np.exp(rng.uniform(-3, 3, n))).astype(np.float32)
+    queries = unit_rows(rng, 1, dim)
+    query_code, query_sum, step, margin = _quantise(queries)
+    # Rows whose codes line up with the query's rounding error, where the integer
+    # estimate is off by nearly the whole margin: any other slip shows.
+    error = queries[0].astype(np.float64) - query_code[0, :dim] * np.float64(step[0])
+    codes[::5] = np.where(error > 0, 127, -128)
+    codes[1::5] = np.where(error > 0, 127, 0)
+    exact = (codes.astype(np.float64) @ queries[0].astype(np.float64)) * scales
+    exact32 = exact.astype(np.float32)
+    kinds = [np.nextafter(exact32, -np.inf), exact32, np.nextafter(exact32, np.inf),
+             (exact + 3 * margin[0] * scales).astype(np.float32)]
+    floors = np.stack(kinds, axis=1).reshape(n // picks, picks * len(kinds))  # [group, row r's floor kinds]
+    masks = candidates(_read_only(codes.astype(row_type)), query_code[0], query_sum[0], _read_only(scales), step[0],
+                       margin[0], floors).reshape(n // picks, picks, len(kinds))
+    for r in range(picks):
+        flagged = (masks[:, r, :] >> r) & 1
+        assert flagged[:, :2].all(), "a row at or above the floor was passed over"
+        assert not flagged[:, 3].any(), "a row far below the floor was kept"
+
+
+@pytest.mark.parametrize("form", list(MACHINE_FORMS))
+def test_int8_kernel_in_each_machine_form(monkeypatch, form):
+    """_scan_codes compiled afresh for each form of _candidates (this machine runs
+    one), so that another machine's paths (ARM's sums, widened blocks for several
+    queries without byte products) are run here too."""
+    from numba import njit
+
+    machine_form(monkeypatch, form)
+    kernel = njit(parallel=True, fastmath=topk.FASTMATH)(topk._scan_codes.py_func)
+    rng = np.random.default_rng(len(form))
+    for n, dim, n_queries, chunks in [(20_011, 128, 1, 2), (20_011, 128, 5, 2), (3_001, 40, 1, 1), (999, 64, 3, 3)]:
+        codes, scales = quantise(unit_rows(rng, n, dim))
+        queries = unit_rows(rng, n_queries, dim)
+        valid = rng.random(n) < 0.9
+        arrays = [_read_only(a) for a in (codes, scales, queries, *_quantise(queries), valid)]
+        scores, found = kernel(*arrays, 10, chunks)
+        assert_same_top_k(scores, found, *numpy_top_k(dequantised(codes, scales), queries, 10, valid), tolerance=1e-5)
 
 
 def test_memmap_matrix(tmp_path):
