@@ -510,7 +510,8 @@ def measure_search(args: argparse.Namespace, codes: dict[str, Path], scratch: Pa
                    "--json", str(report)]
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(code)})
         if done.returncode != 0 or not report.is_file():
-            out.append({"code": label, "status": "failed", "error": (done.stderr.strip().splitlines() or ["?"])[-1]})
+            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            out.append({"code": label, "status": "failed", "error": f"exit code {done.returncode}: {tail}"})
             continue
         by = {(r["batch"], r["method"]): r for r in json.loads(report.read_text())["results"]}
         for queries in SEARCH_QUERIES:
