@@ -113,11 +113,10 @@ def embed_with_engine(lfw: Path, photos: list[str], model_set: str, flip: bool,
     """Embed the photos with one model set; raises if the set cannot be opened."""
     from edge.perception.engine import FaceEngine
     from edge.perception.photos import embed_photos
-    from edge.perception.settings import EmbedderSettings, RecognitionSettings, RuntimeSettings
+    from edge.perception.settings import EmbedderSettings, RecognitionSettings
 
-    # One thread per worker process: the processes use the cores.
+    # Threads: embed_photos splits the cores among the workers (edge.perception.photos.batch_plan).
     config = RecognitionSettings(model_set=model_set, models_dir=models_dir,
-                                 runtime=RuntimeSettings(num_threads=min(16, max(1, workers))),
                                  embedder=EmbedderSettings(flip_average=flip))
     FaceEngine.open(config)  # fail here, with the engine's own message, rather than in a worker
     start = time.perf_counter()

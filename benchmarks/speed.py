@@ -434,7 +434,7 @@ def measure_batch(args: argparse.Namespace, codes: dict[str, Path], scratch: Pat
         tools[f"edge identify{f' [{label}]' if label else ''}"] = {"command": command, "env": env,
                                                                    "gallery_build_s": round(wall, 2)}
         if not label:  # this code's plan against other counts of processes
-            for workers in args.batch_workers:
+            for workers in [cores] if args.batch_workers is None else args.batch_workers:
                 tools[f"edge identify --workers {workers}"] = {"command": [*command, "--workers", str(workers)],
                                                                "env": env}
     tools["face_recognition"] = {"command": [str(cli), "--cpus", str(cores), str(known_dir), str(unknown_dir)],
@@ -510,7 +510,8 @@ def measure_search(args: argparse.Namespace, codes: dict[str, Path], scratch: Pa
                    "--json", str(report)]
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(code)})
         if done.returncode != 0 or not report.is_file():
-            out.append({"code": label, "status": "failed", "error": (done.stderr.strip().splitlines() or ["?"])[-1]})
+            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            out.append({"code": label, "status": "failed", "error": f"exit code {done.returncode}: {tail}"})
             continue
         by = {(r["batch"], r["method"]): r for r in json.loads(report.read_text())["results"]}
         for queries in SEARCH_QUERIES:
@@ -559,9 +560,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models-dir", type=Path, help="folder with the .tflite files (default: the engine's)")
     parser.add_argument("--batch-photos", type=int, default=300, help="LFW photos to name (default: 300)")
     parser.add_argument("--batch-rounds", type=int, default=3, help="interleaved rounds of the batch")
-    parser.add_argument("--batch-workers", type=listed(int), default=[1],
-                        help="also time edge identify --workers N for each N (default: 1, all cores as threads "
-                             "in one process); empty for none")
+    parser.add_argument("--batch-workers", type=listed(int),
+                        help="also time edge identify --workers N for each N (default: the cores, a process "
+                             "each); empty for none")
     parser.add_argument("--face-recognition-env", type=Path, default=reference.cache_dir() / "face-recognition",
                         help="virtual environment of the face_recognition CLI, made there when missing "
                              "(default: %(default)s)")

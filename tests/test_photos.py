@@ -19,7 +19,7 @@ from edge.perception.photos import (
 )
 from edge.perception.settings import MAX_THREADS, RecognitionSettings
 
-BIG = 1000  # photos: enough for a process per core on any machine below
+BIG = 10_000  # photos: enough for a process per core on any machine below
 
 
 @pytest.mark.parametrize("cores", [2, 4, 8])

@@ -60,14 +60,14 @@ SubjectRule = Literal["main", "clear", "single", "largest", "every"]
 CROP_BORDER = 0.2
 """Border added around a photo with no face found, as a fraction of its longer side (each edge)."""
 
-PHOTOS_PER_PROCESS = 64
-"""A batch gets a worker process for every this many photos (at most one per core).
-Starting one (Python, OpenCV, numba and LiteRT imports, the models, the detector's
-first shapes) takes about 0.45 s of CPU, some 18 LFW photos' worth (26 ms each on
-one thread), and pays only by what processes gain over threads: on 2 cores, where
-2 threads run a frame 1.5-1.6x as fast as one (benchmarks/results/speed.txt), the
-two break even at about 140 photos. A smaller batch runs in the calling process,
-on threads."""
+PHOTOS_PER_PROCESS = 256
+"""A batch gets a worker process for every this many photos (at most one per core);
+a smaller batch runs in the calling process, on threads. Measured on 2 cores with
+LFW photos: a process per core runs a photo in 15.0 ms against 17.4 ms for one
+process on 2 threads, but starting the workers (imports, models, first shapes) costs
+0.4 s more, so they pay from about 160 photos on a quiet machine; on a busy one
+they lost (300 photos: 15.8 s against 10.8 s), and on a Raspberry Pi the imports
+alone take seconds. Hence a margin: 256 photos per process."""
 
 WORKER_MEMORY_MIB = 500
 """Memory one worker process may take, MiB: 480 MiB resident (float16 set) after
@@ -132,7 +132,7 @@ def batch_plan(photos: int, cores: int, workers: int | None = None, delegate: st
     starting them (PHOTOS_PER_PROCESS photos each) or ``memory_mib`` (MiB
     available) would not hold them (WORKER_MEMORY_MIB each); then the largest
     count that divides the cores, so that the threads (cores / processes each)
-    use them all: 200 photos on 8 cores, 2 x 4; 100 photos, 1 x 8 (in the
+    use them all: 1,000 photos on 8 cores, 2 x 4; 300 photos, 1 x 8 (in the
     calling process). ``workers`` (the commands' --workers) sets the number
     of processes instead (no more than photos; threads: the cores split among
     them). A hardware ``delegate`` ("edgetpu", "gpu") is one device: one process.
