@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from edge.perception.kernels import PNET_CELL, decode_pnet, nms
-from edge.perception.litert import ModelError, TfliteModel
+from edge.perception.litert import ModelError, TfliteModel, run_padded
 from edge.perception.settings import DetectorSettings
 from edge.faces import BBox, Face
 
@@ -84,7 +84,7 @@ class MtcnnDetector:
 
     def _refine(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Stage 2: R-Net rescoring and regression."""
-        outputs = _by_size(_run_padded(self._rnet, _crops(rgb, boxes, 24)))
+        outputs = _by_size(run_padded(self._rnet, _crops(rgb, boxes, 24), MAX_BATCH))
         scores = outputs[_PROB][:, 1]
         keep = scores >= self.settings.thresholds[1]
         boxes = boxes[keep].copy()
@@ -95,7 +95,7 @@ class MtcnnDetector:
 
     def _finish(self, rgb: np.ndarray, boxes: np.ndarray) -> list[Face]:
         """Stage 3: O-Net scores, final boxes and landmarks."""
-        outputs = _by_size(_run_padded(self._onet, _crops(rgb, boxes, 48)))
+        outputs = _by_size(run_padded(self._onet, _crops(rgb, boxes, 48), MAX_BATCH))
         scores = outputs[_PROB][:, 1]
         keep = scores >= self.settings.thresholds[2]
         boxes = boxes[keep].copy()
@@ -128,19 +128,6 @@ def _expect_input(model: TfliteModel, side: int | None, name: str) -> None:
 
 MAX_BATCH = 256
 """Largest R-Net/O-Net batch run at once; bigger candidate lists go in chunks."""
-
-
-def _run_padded(model: TfliteModel, batch: np.ndarray) -> list[np.ndarray]:
-    """Run a batch padded to a power of two, so that only a few batch shapes
-    (each prepared once by TfliteModel) ever occur; the padding is cut off."""
-    results = []
-    for start in range(0, len(batch), MAX_BATCH):
-        chunk = batch[start : start + MAX_BATCH]
-        size = 1 << max(0, (len(chunk) - 1).bit_length())
-        padded = np.zeros((size, *chunk.shape[1:]), chunk.dtype)
-        padded[: len(chunk)] = chunk
-        results.append([out[: len(chunk)] for out in model.run(padded)])
-    return [np.concatenate(parts) for parts in zip(*results)]
 
 
 def _by_size(outputs: list[np.ndarray]) -> dict[int, np.ndarray]:

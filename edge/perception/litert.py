@@ -214,3 +214,17 @@ def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
     if scale > 0:
         return (values.astype(np.float32) - zero_point) * scale
     return values.astype(np.float32)
+
+
+def run_padded(model: TfliteModel, batch: np.ndarray, max_batch: int) -> list[np.ndarray]:
+    """Every output of ``model`` for ``batch`` (n, ...), run in chunks of at most ``max_batch``,
+    each padded to a power-of-two batch size so that only a few input shapes ever occur (each
+    prepared once by TfliteModel); the padding is cut off."""
+    results = []
+    for start in range(0, len(batch), max_batch):
+        chunk = batch[start : start + max_batch]
+        size = 1 << max(0, (len(chunk) - 1).bit_length())
+        padded = np.zeros((size, *chunk.shape[1:]), chunk.dtype)
+        padded[: len(chunk)] = chunk
+        results.append([out[: len(chunk)] for out in model.run(padded)])
+    return [np.concatenate(parts) for parts in zip(*results)]

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from edge.faces import BBox
-from edge.perception.litert import ModelError, TfliteModel
+from edge.perception.litert import ModelError, TfliteModel, run_padded
 from edge.perception.modelset import default_models_dir, liveness_model_files
 from edge.perception.settings import LivenessSettings, RecognitionSettings
 
@@ -177,7 +177,7 @@ class LivenessChecker:
         """(n, len(self.models)) float32 probabilities of live from each model's (n, 80, 80, 3) BGR crops."""
         columns = []
         for name in self.models:
-            logits = _run_batched(self._models[name], crops[name].astype(np.float32))
+            logits = run_padded(self._models[name], crops[name].astype(np.float32), MAX_BATCH)[0]
             columns.append(softmax(logits)[:, LIVE_CLASS])
         return np.stack(columns, axis=1)
 
@@ -186,16 +186,3 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax over the last axis (float32)."""
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-
-def _run_batched(model: TfliteModel, batch: np.ndarray) -> np.ndarray:
-    """The model's single output for ``batch``, run padded to a power-of-two batch size (so only
-    a few input shapes ever occur, each prepared once by TfliteModel); the padding is cut off."""
-    results = []
-    for start in range(0, len(batch), MAX_BATCH):
-        chunk = batch[start : start + MAX_BATCH]
-        size = 1 << max(0, (len(chunk) - 1).bit_length())
-        padded = np.zeros((size, *chunk.shape[1:]), chunk.dtype)
-        padded[: len(chunk)] = chunk
-        results.append(model.run(padded)[0][: len(chunk)])
-    return np.concatenate(results)
