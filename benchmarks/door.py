@@ -87,6 +87,7 @@ def measure(scene: str, mode: str, faces: int, frames_per_visit: int, plan: list
     from edge.gallery.search import search
     from edge.gallery.store import Gallery
     from edge.perception.engine import FaceEngine
+    from edge.perception.liveness import LivenessChecker
 
     config = Config()
     if mode == "no recheck":
@@ -162,7 +163,12 @@ def measure(scene: str, mode: str, faces: int, frames_per_visit: int, plan: list
             def publish_problem(self, problem):
                 pass
 
-        loop = DoorLoop(engine, gallery, Recorder(), door, config.search.match_threshold)
+            def publish_people(self, people):
+                pass
+
+        # Liveness as the config says (on by default: each matched face scored; see benchmarks/liveness.py).
+        liveness = LivenessChecker.open(config.recognition) if door.liveness else None
+        loop = DoorLoop(engine, gallery, Recorder(), door, config.search.match_threshold, liveness=liveness)
         # Load-time work (first allocations, numba's compilation on a fresh checkout) is not part of the loop.
         for frame in frames:
             found = engine.detect(frame.image)
