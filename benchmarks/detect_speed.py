@@ -21,7 +21,12 @@ Reported per code: the median over rounds of each round's median, the range
 of the rounds' medians, the peak RSS of the process, and the faces found
 (count and main box), which must be the same for every code.
 
-    .venv/bin/python benchmarks/detect_speed.py --before main --rounds 7
+With ``--reference``, OpenCV's YuNet + SFace (benchmarks/reference.py) takes
+part in the rounds too, timed the same way (detect: FaceDetectorYN; whole:
+detect, the face nearest the centre, alignCrop, feature), for issue 14's
+yardstick: edge's whole frame against the reference's.
+
+    .venv/bin/python benchmarks/detect_speed.py --before main --rounds 7 --reference
     .venv/bin/python benchmarks/detect_speed.py --min-face-size 60 --threads 1
 """
 
@@ -61,20 +66,23 @@ def make_frame(photo: Path) -> np.ndarray:
 
 
 def measure(args: argparse.Namespace) -> dict:
-    """One round for the code on sys.path, in this process."""
+    """One round for the code on sys.path (or the reference), in this process."""
     import cv2
+
+    cv2.setNumThreads(args.threads)
+    frame = make_frame(args.lfw / args.photo)
+    if args.code is None:
+        return measure_reference(args, frame)
 
     from edge.perception.engine import FaceEngine
     from edge.perception.settings import DetectorSettings, RecognitionSettings, RuntimeSettings
     from edge.perception.subject import main_face
 
-    cv2.setNumThreads(args.threads)
     settings = RecognitionSettings(
         model_set=args.model_set,
         runtime=RuntimeSettings(num_threads=args.threads),
         detector=DetectorSettings(min_face_size=args.min_face_size),
     )
-    frame = make_frame(args.lfw / args.photo)
     engine = FaceEngine.open(settings)
     start = time.perf_counter()
     faces = engine.detect(frame)
@@ -105,10 +113,43 @@ def measure(args: argparse.Namespace) -> dict:
     }
 
 
-def run_one(code: Path, argv: list[str]) -> dict:
-    """measure() in a fresh process importing edge from ``code``."""
-    done = subprocess.run([sys.executable, __file__, *argv, "--one", "--code", str(code)],
-                          capture_output=True, text=True)
+def measure_reference(args: argparse.Namespace, frame: np.ndarray) -> dict:
+    """One round of OpenCV's YuNet + SFace on ``frame``, timed as measure() times edge."""
+    sys.path.insert(0, str(REPO))
+    from benchmarks.reference import ReferencePipeline, reference_models
+
+    pipeline = ReferencePipeline(reference_models())
+    start = time.perf_counter()
+    faces = pipeline.detect(frame)
+    cold = time.perf_counter() - start
+    for _ in range(args.warmup):
+        pipeline.detect(frame)
+    detect, whole, cpu = [], [], []
+    for _ in range(args.frames):
+        t0, c0 = time.perf_counter(), time.process_time()
+        found = pipeline.detect(frame)
+        t1, c1 = time.perf_counter(), time.process_time()
+        pipeline.feature(pipeline.align(frame, pipeline.main_face(found, frame.shape[1], frame.shape[0])))
+        t2 = time.perf_counter()
+        detect.append(t1 - t0)
+        whole.append(t2 - t0)
+        cpu.append(c1 - c0)
+    x, y, w, h = (float(v) for v in pipeline.main_face(faces, frame.shape[1], frame.shape[0])[:4])
+    return {
+        "detect_ms": 1000 * float(np.median(detect)),
+        "whole_ms": 1000 * float(np.median(whole)),
+        "cpu_ms": 1000 * float(np.median(cpu)),
+        "cold_ms": 1000 * cold,
+        "faces": len(faces),
+        "box": [round(v, 2) for v in (x, y, x + w, y + h)],
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def run_one(code: Path | None, argv: list[str]) -> dict:
+    """measure() in a fresh process importing edge from ``code`` (None: the reference)."""
+    where = ["--code", str(code)] if code is not None else []
+    done = subprocess.run([sys.executable, __file__, *argv, "--one", *where], capture_output=True, text=True)
     try:
         return json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
@@ -137,12 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-face-size", type=float, default=20.0, help="pixels (default: %(default)s)")
     parser.add_argument("--photo", default=PHOTO, help="LFW photo, relative to --lfw (default: %(default)s)")
     parser.add_argument("--lfw", type=Path, default=LFW, help="LFW folder (default: %(default)s)")
+    parser.add_argument("--reference", action="store_true", help="also OpenCV's YuNet + SFace (see above)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every round to FILE")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--code", type=Path, default=REPO, help=argparse.SUPPRESS)
+    parser.add_argument("--code", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        sys.path.insert(0, str(args.code))  # the edge package measured: this checkout or --before's worktree
+        if args.code is not None:
+            sys.path.insert(0, str(args.code))  # the edge package measured: this checkout or --before's worktree
         print(json.dumps(measure(args)))
         return 0
 
@@ -150,12 +193,18 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.machine import environment, format_table, header
 
     env = environment()
+    if args.reference:
+        from benchmarks.reference import reference_models
+
+        reference_models()  # fetch the wheel once, before the rounds
     forwarded = ["--frames", str(args.frames), "--warmup", str(args.warmup), "--threads", str(args.threads),
                  "--model-set", args.model_set, "--min-face-size", str(args.min_face_size),
                  "--photo", args.photo, "--lfw", str(args.lfw)]
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        codes = {"now": REPO}
+        codes: dict[str, Path | None] = {"now": REPO}
+        if args.reference:
+            codes["opencv-yunet-sface"] = None
         if args.before:
             before = Path(scratch) / "before"
             subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(before), args.before],
@@ -179,11 +228,20 @@ def main(argv: list[str] | None = None) -> int:
           f"warm-up frames, median of {args.frames} frames; shown: median of the rounds (range of the rounds)\n")
     rows = [summary(label, rounds) for label, rounds in results.items()]
     print(format_table(["code", "detect ms", "whole ms", "detect CPU ms", "peak RSS MiB", "faces", "main box"], rows))
-    if len(results) == 2:
-        now, before = (np.median([r["detect_ms"] for r in rounds]) for rounds in results.values())
-        print(f"\ndetect: {before / now:.2f}x as fast as before (ratio of the medians)")
-        boxes = {json.dumps([r["faces"], r["box"]]) for rounds in results.values() for r in rounds}
-        print("faces found: " + ("the same in every round" if len(boxes) == 1 else f"DIFFER: {sorted(boxes)}"))
+    median = {label: {key: float(np.median([r[key] for r in rounds])) for key in ("detect_ms", "whole_ms")}
+              for label, rounds in results.items()}
+    print()
+    for label in results:
+        if label.startswith("before"):
+            print(f"detect now: {median[label]['detect_ms'] / median['now']['detect_ms']:.2f}x as fast as {label}")
+        if label == "opencv-yunet-sface":
+            for code in (c for c in results if c != label):
+                print(f"whole frame, {code}: {median[code]['whole_ms'] / median[label]['whole_ms']:.2f}x "
+                      f"the reference's time")
+    boxes = {json.dumps([r["faces"], r["box"]]) for label, rounds in results.items() for r in rounds
+             if label != "opencv-yunet-sface"}
+    print("faces found by edge: " + ("the same in every round" if len(boxes) == 1 else f"DIFFER: {sorted(boxes)}"))
+    print("(ratios of the medians)")
     if args.json:
         args.json.write_text(json.dumps({"environment": env, "arguments": forwarded, "results": results}, indent=2) + "\n")
     return 0

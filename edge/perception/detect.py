@@ -17,7 +17,7 @@ O-Net's output for one crop does not depend on the others in its batch
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -83,21 +83,25 @@ class MtcnnDetector:
         """Stage 1: P-Net over the pyramid; squared candidate boxes."""
         height, width = rgb.shape[:2]
         scales = self.pyramid_scales(height, width)
-        levels = []
-        level = rgb
-        for scale in scales:
-            # Each level is area-resampled from the one before, not from the
-            # full image: the same filter at a third of the cost.
-            level = cv2.resize(level, (math.ceil(width * scale), math.ceil(height * scale)),
-                               interpolation=cv2.INTER_AREA)
-            levels.append(level[None].astype(np.float32))
-        jobs = pnet_bands([lv.shape[1:3] for lv in levels], 2 * self._lanes.count)
+        shapes = [(math.ceil(height * scale), math.ceil(width * scale)) for scale in scales]
+        # A job's last band is on its highest level: ready once the pyramid has that level.
+        jobs = sorted(pnet_bands(shapes, 2 * self._lanes.count), key=lambda job: job[-1][0])
+        levels: list[np.ndarray] = []
+
+        def ready_jobs() -> Iterator[list[tuple[int, int, int]]]:
+            level = rgb
+            for k, (level_h, level_w) in enumerate(shapes):
+                # Each level is area-resampled from the one before, not from the
+                # full image: the same filter at a third of the cost.
+                level = cv2.resize(level, (level_w, level_h), interpolation=cv2.INTER_AREA)
+                levels.append(level[None].astype(np.float32))
+                yield from (job for job in jobs if job[-1][0] == k)
 
         def run(nets: Nets, job: list[tuple[int, int, int]]) -> list[dict[int, np.ndarray]]:
             return [_by_size(nets.pnet.run(levels[k][:, start:end])) for k, start, end in job]
 
-        maps: list[list[tuple[int, dict[int, np.ndarray]]]] = [[] for _ in levels]
-        for job, outputs in zip(jobs, self._lanes.map(run, jobs)):
+        maps: list[list[tuple[int, dict[int, np.ndarray]]]] = [[] for _ in scales]
+        for job, outputs in zip(jobs, self._lanes.map(run, ready_jobs())):
             for (k, start, _), out in zip(job, outputs):
                 maps[k].append((start, out))
         per_level = []

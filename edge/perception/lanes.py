@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, TypeVar
 
@@ -35,6 +35,7 @@ class Lanes:
 
     The calling thread works with the first set; each other set belongs to
     one pool thread for good, so no two threads ever share an interpreter.
+    One lane runs everything in the calling thread.
     """
 
     def __init__(self, nets: Sequence[Nets]) -> None:
@@ -50,31 +51,35 @@ class Lanes:
         """How many sets (and so threads) there are."""
         return len(self._nets)
 
-    def map(self, run: Callable[[Nets, Job], Result], jobs: Sequence[Job]) -> list[Result]:
-        """``[run(nets, job) for job in jobs]``: each lane takes the next job left until none is."""
-        results: list = [None] * len(jobs)
-        left: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for index in range(len(jobs)):
-            left.put(index)
+    def map(self, run: Callable[[Nets, Job], Result], jobs: Iterable[Job]) -> list[Result]:
+        """``[run(nets, job) for job in jobs]``, the jobs run side by side on the lanes.
+
+        ``jobs`` is read in the calling thread, which hands each job out as
+        soon as it has it (so a generator may still be making the next ones
+        while the other lanes work: the pyramid does), then takes its share.
+        """
+        results: dict[int, Result] = {}
+        left: queue.SimpleQueue[tuple[int, Job] | None] = queue.SimpleQueue()
 
         def work(nets: Nets) -> None:
-            while True:
-                try:
-                    index = left.get_nowait()
-                except queue.Empty:
-                    return
-                results[index] = run(nets, jobs[index])
+            while (item := left.get()) is not None:
+                index, job = item
+                results[index] = run(nets, job)
+            left.put(None)  # the end mark stays for the next lane
 
-        helpers = []
-        if self._pool is not None:
-            helpers = [self._pool.submit(lambda: work(self._local.nets))
-                       for _ in range(min(len(self._nets), len(jobs)) - 1)]
+        helpers = [self._pool.submit(lambda: work(self._local.nets)) for _ in self._nets[1:]] if self._pool else []
+        count = 0
         try:
-            work(self._nets[0])
+            for count, job in enumerate(jobs, 1):
+                left.put((count - 1, job))
         finally:
-            for helper in helpers:
-                helper.result()  # re-raises a helper's error; waits for it either way
-        return results
+            left.put(None)
+            try:
+                work(self._nets[0])
+            finally:
+                for helper in helpers:
+                    helper.result()  # re-raises a helper's error; waits for it either way
+        return [results[index] for index in range(count)]
 
     def close(self) -> None:
         """Stop the threads and release every set's interpreters."""
