@@ -83,6 +83,16 @@ def test_bands_give_exactly_the_levels_output_map(model_set):
 
 
 @pytest.mark.parametrize("model_set", sorted(MODEL_SETS))
+def test_uint8_pixels_give_what_float32_pixels_give(model_set):
+    files = model_files(default_models_dir(), model_set)
+    pixels = np.random.default_rng(4).integers(0, 256, (3, 48, 48, 3), dtype=np.uint8)
+    for path, batch in ((files.pnet, pixels[:1, :, :40]), (files.onet, pixels)):
+        model = TfliteModel(path, RuntimeSettings(num_threads=1))
+        for got, expected in zip(model.run(batch), model.run(batch.astype(np.float32))):
+            assert got.dtype == np.float32 and np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("model_set", sorted(MODEL_SETS))
 @pytest.mark.parametrize("role, side", [("rnet", 24), ("onet", 48)])
 def test_a_crops_output_does_not_depend_on_its_batch(model_set, role, side):
     model = TfliteModel(getattr(model_files(default_models_dir(), model_set), role), RuntimeSettings(num_threads=1))

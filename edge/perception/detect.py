@@ -94,25 +94,25 @@ class MtcnnDetector:
                 # Each level is area-resampled from the one before, not from the
                 # full image: the same filter at a third of the cost.
                 level = cv2.resize(level, (level_w, level_h), interpolation=cv2.INTER_AREA)
-                levels.append(level[None].astype(np.float32))
+                levels.append(level[None])  # uint8: TfliteModel.run converts as it copies
                 yield from (job for job in jobs if job[-1][0] == k)
 
-        def run(nets: Nets, job: list[tuple[int, int, int]]) -> list[dict[int, np.ndarray]]:
-            return [_by_size(nets.pnet.run(levels[k][:, start:end])) for k, start, end in job]
+        def run(nets: Nets, job: list[tuple[int, int, int]]) -> list[np.ndarray]:
+            found = []
+            for k, start, end in job:
+                outputs = _by_size(nets.pnet.run(levels[k][:, start:end]))
+                found.append(decode_pnet(outputs[_PROB][0, :, :, 1], outputs[_REGRESSION][0], scales[k],
+                                         self.settings.thresholds[0], start // PNET_STRIDE))
+            return found
 
-        maps: list[list[tuple[int, dict[int, np.ndarray]]]] = [[] for _ in scales]
-        for job, outputs in zip(jobs, self._lanes.map(run, ready_jobs())):
-            for (k, start, _), out in zip(job, outputs):
-                maps[k].append((start, out))
+        bands: list[list[tuple[int, np.ndarray]]] = [[] for _ in scales]
+        for job, found in zip(jobs, self._lanes.map(run, ready_jobs())):
+            for (k, start, _), rows in zip(job, found):
+                bands[k].append((start, rows))
         per_level = []
-        for scale, bands in zip(scales, maps):
-            bands = [out for _, out in sorted(bands, key=lambda band: band[0])]  # top to bottom
-            found = decode_pnet(
-                np.concatenate([b[_PROB][0, :, :, 1] for b in bands]),
-                np.concatenate([b[_REGRESSION][0] for b in bands]),
-                scale,
-                self.settings.thresholds[0],
-            )
+        for level_bands in bands:
+            # Bands top to bottom: the level's candidates in the order of decoding it whole.
+            found = np.concatenate([rows for _, rows in sorted(level_bands, key=lambda band: band[0])])
             if len(found):
                 per_level.append(found[nms(found[:, :4], found[:, 4], 0.5, False)])
         if not per_level:
@@ -173,7 +173,7 @@ class MtcnnDetector:
 
 
 def pnet_rows(height: int) -> int:
-    """Rows of P-Net's output map for an input ``height`` pixels high (0 when under 12)."""
+    """Rows of P-Net's output map for an input ``height`` pixels high (0 below 11)."""
     # Valid 3x3 convolution, 2x2 max-pool of stride 2 padded at the end, two more valid 3x3.
     return max(0, (height - 1) // PNET_STRIDE - 4)
 
@@ -246,7 +246,7 @@ def _square(boxes: np.ndarray) -> np.ndarray:
 
 
 def _crops(rgb: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """(n, size, size, 3) float32 crops of the boxes; outside the image is black."""
+    """(n, size, size, 3) uint8 crops of the boxes; outside the image is black."""
     height, width = rgb.shape[:2]
     batch = np.zeros((len(boxes), size, size, 3), np.uint8)
     for i, (x1, y1, x2, y2) in enumerate(np.round(boxes[:, :4]).astype(np.int64)):
@@ -257,4 +257,4 @@ def _crops(rgb: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
         if (sx1, sy1, sx2, sy2) != (x1, y1, x2, y2):
             patch = cv2.copyMakeBorder(patch, sy1 - y1, y2 - sy2, sx1 - x1, x2 - sx2, cv2.BORDER_CONSTANT, value=0)
         cv2.resize(patch, (size, size), dst=batch[i], interpolation=cv2.INTER_AREA)
-    return batch.astype(np.float32)
+    return batch

@@ -3,9 +3,14 @@
 Two single-threaded interpreters working side by side on different pieces of
 a frame keep two cores busier than one two-threaded interpreter: that one
 splits every layer between its threads and waits for both at the layer's
-end, and runs small layers, small pyramid levels and the Python work between
-calls on one core. LiteRT lets go of the GIL while a model runs (as do
-OpenCV and the numba kernels), so plain Python threads are enough.
+end, and the pyramid's resizing, the crops and the Python work between calls
+run on one core while it waits. LiteRT lets go of the GIL while a model runs
+(as do OpenCV and the numba kernels), so plain Python threads are enough.
+
+The gain needs the cores to be free: when other processes keep them busy, a
+lane that waits for the other (or for the GIL) is not running, and lanes
+lose against XNNPACK's own threads, which spin while they wait
+(benchmarks/results/detect_speed.txt).
 """
 
 from __future__ import annotations

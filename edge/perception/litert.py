@@ -183,14 +183,22 @@ class TfliteModel:
         self._delegates = []
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Run the model on one input array; returns every output as float32."""
+        """Run the model on one input array; returns every output as float32.
+
+        ``batch`` is in the model's units but may be of any numeric dtype:
+        uint8 pixels are converted as they are written into the input tensor.
+        """
         count = len(batch)
         if self.delegated and count & (count - 1):
             padding = np.zeros(((1 << count.bit_length()) - count, *batch.shape[1:]), batch.dtype)
             batch = np.concatenate([batch, padding])
         prepared = self._prepared(tuple(int(d) for d in batch.shape))
         interpreter = prepared.interpreter
-        interpreter.set_tensor(prepared.input["index"], _quantize(batch, prepared.input))
+        if prepared.input["dtype"] == np.float32:
+            # Straight into the tensor, converted on the way: no float32 copy of a large input first.
+            np.copyto(interpreter.tensor(prepared.input["index"])(), batch, casting="unsafe")
+        else:
+            interpreter.set_tensor(prepared.input["index"], _quantize(batch, prepared.input))
         interpreter.invoke()
         return [_dequantize(interpreter.get_tensor(o["index"]), o)[:count] for o in prepared.outputs]
 
@@ -209,8 +217,6 @@ class _Prepared:
 
 def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:
     dtype = detail["dtype"]
-    if dtype == np.float32:
-        return np.ascontiguousarray(values, dtype=np.float32)
     scale, zero_point = detail["quantization"]
     if dtype in (np.int8, np.uint8) and scale > 0:
         info = np.iinfo(dtype)
@@ -221,7 +227,7 @@ def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:
 
 def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
     if values.dtype == np.float32:
-        return values.copy()
+        return values  # get_tensor gave a copy already
     scale, zero_point = detail["quantization"]
     if scale > 0:
         return (values.astype(np.float32) - zero_point) * scale
