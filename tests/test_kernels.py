@@ -70,3 +70,14 @@ def test_decode_pnet_matches_reference(h, w, scale, seed):
     reg = rng.normal(0, 0.2, (h, w, 4)).astype(np.float32)
     got = decode_pnet(prob, reg, scale, 0.6)
     np.testing.assert_allclose(got, reference_decode(prob, reg, scale, 0.6), rtol=1e-6, atol=1e-4)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 30), st.integers(1, 30), st.floats(0.05, 1.0), st.integers(0, 2**31 - 1))
+def test_decoding_rows_of_a_map_gives_those_rows_of_the_whole(h, w, scale, seed):
+    rng = np.random.default_rng(seed)
+    prob = rng.uniform(0, 1, (h, w)).astype(np.float32)
+    reg = rng.normal(0, 0.2, (h, w, 4)).astype(np.float32)
+    cut = int(rng.integers(1, h))
+    parts = [decode_pnet(prob[:cut], reg[:cut], scale, 0.6, 0), decode_pnet(prob[cut:], reg[cut:], scale, 0.6, cut)]
+    np.testing.assert_array_equal(np.concatenate(parts), decode_pnet(prob, reg, scale, 0.6))

@@ -166,8 +166,8 @@ def test_one_interpreter_call_per_model_for_all_faces(checker, frame, monkeypatc
     for name, model in checker._models.items():
         monkeypatch.setattr(model, "run", counted(name, model.run))
     checker.check(frame, BOXES)
-    # three faces, padded to a batch of four (a power of two: few shapes, each prepared once)
-    assert calls == [("v2", (4, 80, 80, 3)), ("v1se", (4, 80, 80, 3))]
+    # three faces, one batch of exactly three on the CPU (TfliteModel resizes its interpreter)
+    assert calls == [("v2", (3, 80, 80, 3)), ("v1se", (3, 80, 80, 3))]
 
 
 def test_no_boxes_no_results_and_bad_images_refused(checker, frame):

@@ -19,8 +19,9 @@ from edge.perception.align import align_face
 from edge.faces import Face
 from edge.perception.detect import MtcnnDetector
 from edge.perception.embed import Embedder
+from edge.perception.lanes import Nets
 from edge.perception.litert import TfliteModel
-from edge.perception.modelset import default_models_dir, model_files
+from edge.perception.modelset import ModelFiles, default_models_dir, model_files
 from edge.perception.settings import RecognitionSettings
 from edge.perception.subject import main_face
 
@@ -49,13 +50,7 @@ class FaceEngine:
         settings = settings or RecognitionSettings()
         files = model_files(settings.models_dir or default_models_dir(), settings.model_set)
         runtime = settings.runtime
-        mtcnn = MtcnnDetector(
-            TfliteModel(files.pnet, runtime),
-            TfliteModel(files.rnet, runtime),
-            TfliteModel(files.onet, runtime),
-            settings.detector,
-        )
-        return cls(mtcnn, Embedder(TfliteModel(files.embed, runtime), settings.embedder))
+        return cls(_open_detector(files, settings), Embedder(TfliteModel(files.embed, runtime), settings.embedder))
 
     def __enter__(self) -> FaceEngine:
         return self
@@ -107,6 +102,18 @@ class FaceEngine:
         if face is None:
             return None
         return Subject(face, self.embed(image, [face])[0])
+
+
+def _open_detector(files: ModelFiles, settings: RecognitionSettings) -> MtcnnDetector:
+    """MTCNN on the CPU with num_threads threads: as many single-threaded sets of
+    its networks, run side by side (edge.perception.lanes); on a delegate, one set."""
+    runtime = settings.runtime
+    lanes = runtime.num_threads if runtime.delegate == "cpu" else 1
+    if lanes > 1:
+        runtime = runtime.model_copy(update={"num_threads": 1})
+    nets = [Nets(*(TfliteModel(path, runtime) for path in (files.pnet, files.rnet, files.onet)))
+            for _ in range(lanes)]
+    return MtcnnDetector(*nets[0], settings.detector, lanes=nets[1:])
 
 
 def _check_image(image: np.ndarray) -> None:

@@ -14,13 +14,15 @@ PNET_CELL = 12
 
 
 @njit(cache=True, nogil=True)
-def decode_pnet(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: float) -> np.ndarray:
-    """Candidate boxes from one pyramid level of P-Net output.
+def decode_pnet(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: float, first_row: int = 0) -> np.ndarray:
+    """Candidate boxes from one pyramid level of P-Net output, or from rows of it.
 
     prob: (h, w) face probability; reg: (h, w, 4) box offsets as fractions of
-    the 12-pixel cell; scale: the level's resize factor (level = image * scale).
+    the 12-pixel cell; scale: the level's resize factor (level = image * scale);
+    first_row: the level's output row that prob's first row is (for a band).
     Returns (n, 9) float32 rows: x1, y1, x2, y2, score, dx1, dy1, dx2, dy2, with
-    the box in original-image pixels and the offsets still to be applied.
+    the box in original-image pixels and the offsets still to be applied, in
+    row-major order.
     """
     h, w = prob.shape
     count = 0
@@ -35,9 +37,9 @@ def decode_pnet(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: floa
             p = prob[y, x]
             if p >= threshold:
                 out[i, 0] = (PNET_STRIDE * x) / scale
-                out[i, 1] = (PNET_STRIDE * y) / scale
+                out[i, 1] = (PNET_STRIDE * (y + first_row)) / scale
                 out[i, 2] = (PNET_STRIDE * x + PNET_CELL) / scale
-                out[i, 3] = (PNET_STRIDE * y + PNET_CELL) / scale
+                out[i, 3] = (PNET_STRIDE * (y + first_row) + PNET_CELL) / scale
                 out[i, 4] = p
                 for k in range(4):
                     out[i, 5 + k] = reg[y, x, k]

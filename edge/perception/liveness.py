@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from edge.faces import BBox
-from edge.perception.litert import ModelError, TfliteModel, run_padded
+from edge.perception.litert import ModelError, TfliteModel, run_chunked
 from edge.perception.modelset import default_models_dir, liveness_model_files
 from edge.perception.settings import LivenessSettings, RecognitionSettings
 
@@ -177,7 +177,7 @@ class LivenessChecker:
         """(n, len(self.models)) float32 probabilities of live from each model's (n, 80, 80, 3) BGR crops."""
         columns = []
         for name in self.models:
-            logits = run_padded(self._models[name], crops[name].astype(np.float32), MAX_BATCH)[0]
+            logits = run_chunked(self._models[name], crops[name], MAX_BATCH)[0]
             columns.append(softmax(logits)[:, LIVE_CLASS])
         return np.stack(columns, axis=1)
 
