@@ -218,11 +218,12 @@ class _Context:
 
 @pytest.mark.parametrize("picks", [4, 8])
 @pytest.mark.parametrize("form", list(MACHINE_FORMS))
-@pytest.mark.parametrize("row_type", [np.int8, np.int16])
+@pytest.mark.parametrize("row_type", [np.int8, np.int16, np.uint8])
 def test_candidates_never_drops_a_row_that_reaches_the_floor(monkeypatch, picks, form, row_type):
     """The integer filter itself, four or eight rows at a time, in each of its machine
-    forms (x86's byte products or paired products, the plain sums other machines get),
-    with floors just below, at and just above each row's exact float32 score, and far
+    forms (x86's byte products or paired products, the plain sums other machines get)
+    and row forms (int8 codes, widened to int16, or unsigned bytes code + 128), with
+    floors just below, at and just above each row's exact float32 score, and far
     above it."""
     from numba import njit
 
@@ -261,7 +262,8 @@ def test_candidates_never_drops_a_row_that_reaches_the_floor(monkeypatch, picks,
     kinds = [np.nextafter(exact32, -np.inf), exact32, np.nextafter(exact32, np.inf),
              (exact + 3 * margin[0] * scales).astype(np.float32)]
     floors = np.stack(kinds, axis=1).reshape(n // picks, picks * len(kinds))  # [group, row r's floor kinds]
-    masks = candidates(_read_only(codes.astype(row_type)), query_code[0], query_sum[0], _read_only(scales), step[0],
+    rows = (codes.astype(np.int16) + 128).astype(np.uint8) if row_type == np.uint8 else codes.astype(row_type)
+    masks = candidates(_read_only(rows), query_code[0], query_sum[0], _read_only(scales), step[0],
                        margin[0], floors).reshape(n // picks, picks, len(kinds))
     for r in range(picks):
         flagged = (masks[:, r, :] >> r) & 1

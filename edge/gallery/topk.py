@@ -285,13 +285,14 @@ def _scan_codes(codes, scales, queries, query_codes, query_sums, steps, margins,
     heap's floor cannot enter the heap and is passed over; the few others
     (while the heap fills; rows near the top) are scored exactly in float32.
 
-    The rows are read where they are, four streams at a time (steps t and
-    t + 1 of each), so that the arithmetic overlaps the reading; with several
-    queries block by block, each block's queries also asking for the next
-    block's rows. Where the machine has no byte dot products (_byte_products),
-    several queries would each widen every row to int16 again: there (and for
-    rows whose length is not a multiple of _STEP) each block is copied once,
-    widened and padded with zeros, with its scales and row numbers beside it.
+    One query reads the rows where they are, four streams at a time (steps t
+    and t + 1 of each), so that the arithmetic overlaps the reading. Several
+    queries go block by block (_scan_blocks): each block is copied once into a
+    small buffer in the form _candidates multiplies fastest, so that no query
+    redoes that work, and scored against every query while the next block is
+    fetched. With byte dot products (_byte_products) the form is unsigned
+    bytes, code + 128 (the sign flip vpdpbusd wants); without, int16 values.
+    The buffer is padded with zeros, so rows of any length go through it.
     """
     n, dim = codes.shape
     n_queries = queries.shape[0]
@@ -309,70 +310,32 @@ def _scan_codes(codes, scales, queries, query_codes, query_sums, steps, margins,
         first = c * per_chunk
         stop = min(n, first + per_chunk)
         quarter = max(0, stop - first) // 4
-        if width == dim and (n_queries == 1 or _byte_products()):
-            span = CODE_BLOCK_STEPS if n_queries > 1 else max(1, quarter)  # one query: no block needed
-            for block in range(0, quarter, span):
-                block_stop = min(quarter, block + span)
-                for q in range(n_queries):
-                    query = queries[q]
-                    query_code = query_codes[q]
-                    heap_scores = heaps_scores[q]
-                    heap_rows = heaps_rows[q]
-                    floor = floors[q]
-                    for t in range(block, block_stop, 2):  # steps t and t + 1 of the four streams
-                        if n_queries > 1:  # the next block's rows at these steps: see _prefetch_rows
-                            _prefetch_rows(codes, first, quarter, t + span, q, n_queries)
-                        r = first + t
-                        if t + 1 < block_stop:
-                            picks = (r, r + 1, r + quarter, r + quarter + 1,  # scales read in pairs
-                                     r + 2 * quarter, r + 2 * quarter + 1, r + 3 * quarter, r + 3 * quarter + 1)
-                            could = _candidates(codes, picks, query_code, query_sums[q], scales, steps[q],
-                                                margins[q], floor)
-                            if could:
-                                floor = _offer_some(heap_scores, heap_rows, floor, could, picks, codes, scales,
-                                                    query, masked, valid)
-                        else:
-                            picks4 = (r, r + quarter, r + 2 * quarter, r + 3 * quarter)
-                            could = _candidates(codes, picks4, query_code, query_sums[q], scales, steps[q],
-                                                margins[q], floor)
-                            if could:
-                                floor = _offer_some(heap_scores, heap_rows, floor, could, picks4, codes, scales,
-                                                    query, masked, valid)
-                    floors[q] = floor
+        if width == dim and n_queries == 1:
+            query, query_code, floor = queries[0], query_codes[0], floors[0]
+            for t in range(0, quarter, 2):  # steps t and t + 1 of the four streams
+                r = first + t
+                if t + 1 < quarter:
+                    picks = (r, r + 1, r + quarter, r + quarter + 1,  # scales read in pairs
+                             r + 2 * quarter, r + 2 * quarter + 1, r + 3 * quarter, r + 3 * quarter + 1)
+                    could = _candidates(codes, picks, query_code, query_sums[0], scales, steps[0], margins[0], floor)
+                    if could:
+                        floor = _offer_some(heaps_scores[0], heaps_rows[0], floor, could, picks, codes, scales, query,
+                                            masked, valid)
+                else:
+                    picks4 = (r, r + quarter, r + 2 * quarter, r + 3 * quarter)
+                    could = _candidates(codes, picks4, query_code, query_sums[0], scales, steps[0], margins[0], floor)
+                    if could:
+                        floor = _offer_some(heaps_scores[0], heaps_rows[0], floor, could, picks4, codes, scales, query,
+                                            masked, valid)
+            floors[0] = floor
+        elif _byte_products():
+            block_bytes = np.zeros((4 * CODE_BLOCK_STEPS, width), np.uint8)
+            _scan_blocks(block_bytes, 128, codes, scales, queries, query_codes, query_sums, steps, margins,
+                         valid, masked, heaps_scores, heaps_rows, floors, first, quarter)
         else:
-            block_codes = np.zeros((4 * CODE_BLOCK_STEPS, width), np.int16)
-            block_scales = np.empty(4 * CODE_BLOCK_STEPS, np.float32)
-            block_rows = np.empty(4 * CODE_BLOCK_STEPS, np.int64)
-            for block in range(0, quarter, CODE_BLOCK_STEPS):
-                size = 4 * min(quarter - block, CODE_BLOCK_STEPS)
-                for i in range(size):  # the four streams in turn, a step at a time
-                    row = first + (i % 4) * quarter + block + i // 4
-                    block_rows[i] = row
-                    block_scales[i] = scales[row]
-                    for j in range(dim):
-                        block_codes[i, j] = codes[row, j]
-                for q in range(n_queries):
-                    query = queries[q]
-                    query_code = query_codes[q]
-                    step = steps[q]
-                    margin = margins[q]
-                    heap_scores = heaps_scores[q]
-                    heap_rows = heaps_rows[q]
-                    floor = floors[q]
-                    for i in range(0, size, 8):
-                        _prefetch_rows(codes, first, quarter, block + CODE_BLOCK_STEPS + i // 4, q, n_queries)
-                        if i + 8 <= size:
-                            picks = (i, i + 1, i + 2, i + 3, i + 4, i + 5, i + 6, i + 7)
-                            could = _candidates(block_codes, picks, query_code, query_sums[q], block_scales, step,
-                                                margin, floor)
-                        else:  # the last four of a block of an odd number of steps
-                            picks4 = (i, i + 1, i + 2, i + 3)
-                            could = _candidates(block_codes, picks4, query_code, query_sums[q], block_scales,
-                                                step, margin, floor)
-                        if could:
-                            floor = _offer_some(heap_scores, heap_rows, floor, could, block_rows[i:i + 8], codes,
-                                                scales, query, masked, valid)
-                    floors[q] = floor
+            block_values = np.zeros((4 * CODE_BLOCK_STEPS, width), np.int16)
+            _scan_blocks(block_values, 0, codes, scales, queries, query_codes, query_sums, steps, margins,
+                         valid, masked, heaps_scores, heaps_rows, floors, first, quarter)
         for row in range(first + 4 * quarter, stop):
             for q in range(n_queries):
                 score = scales[row] * _float_dot(queries[q], codes, row)
@@ -380,6 +343,47 @@ def _scan_codes(codes, scales, queries, query_codes, query_sums, steps, margins,
         part_scores[c] = heaps_scores
         part_rows[c] = heaps_rows
     return _merge(part_scores, part_rows, k)
+
+
+@njit(inline="always")
+def _scan_blocks(block_codes, offset, codes, scales, queries, query_codes, query_sums, steps, margins, valid, masked,
+                 heaps_scores, heaps_rows, floors, first, quarter):
+    """_scan_codes's four streams of a chunk, a block at a time: each block copied once
+    into ``block_codes`` (codes + ``offset``, padded) with its scales and row numbers
+    beside it, then scored against every query while the next block is fetched."""
+    n_queries, dim = queries.shape
+    block_scales = np.empty(4 * CODE_BLOCK_STEPS, np.float32)
+    block_rows = np.empty(4 * CODE_BLOCK_STEPS, np.int64)
+    for block in range(0, quarter, CODE_BLOCK_STEPS):
+        size = 4 * min(quarter - block, CODE_BLOCK_STEPS)
+        for i in range(size):  # the four streams in turn, a step at a time
+            row = first + (i % 4) * quarter + block + i // 4
+            block_rows[i] = row
+            block_scales[i] = scales[row]
+            for j in range(dim):
+                block_codes[i, j] = codes[row, j] + offset
+        for q in range(n_queries):
+            query = queries[q]
+            query_code = query_codes[q]
+            step = steps[q]
+            margin = margins[q]
+            heap_scores = heaps_scores[q]
+            heap_rows = heaps_rows[q]
+            floor = floors[q]
+            for i in range(0, size, 8):
+                _prefetch_rows(codes, first, quarter, block + CODE_BLOCK_STEPS + i // 4, q, n_queries)
+                if i + 8 <= size:
+                    picks = (i, i + 1, i + 2, i + 3, i + 4, i + 5, i + 6, i + 7)
+                    could = _candidates(block_codes, picks, query_code, query_sums[q], block_scales, step,
+                                        margin, floor)
+                else:  # the last four of a block of an odd number of steps
+                    picks4 = (i, i + 1, i + 2, i + 3)
+                    could = _candidates(block_codes, picks4, query_code, query_sums[q], block_scales,
+                                        step, margin, floor)
+                if could:
+                    floor = _offer_some(heap_scores, heap_rows, floor, could, block_rows[i:i + 8], codes,
+                                        scales, query, masked, valid)
+            floors[q] = floor
 
 
 @njit(inline="always")
@@ -470,7 +474,8 @@ def _candidates(typingctx, rows, picks, query_code, query_sum, scales, step, mar
     """Which of the rows ``picks`` (a tuple of 4 or 8 row numbers) of ``rows`` could
     score at least ``floor``: bit i of the int64 result for row picks[i].
 
-    rows (N, W) int8 or int16 and query_code (W,) int8, C-contiguous, W a
+    rows (N, W) int8, int16, or uint8 holding code + 128, and query_code (W,)
+    int8, C-contiguous, W a
     multiple of _STEP; query_sum the sum of query_code; scales[r] the scale of
     row r; step and margin the query's (_quantise). Row r could if its bound,
     scales[r] * step * (rows[r] . query_code) + |scales[r]| * margin (+ _TINY),
@@ -503,7 +508,9 @@ def _candidates(typingctx, rows, picks, query_code, query_sum, scales, step, mar
         # after the loop: eight chains of multiply-adds in all, each waiting for the one
         # before, keep the units busy, and fit the registers.
         parts = _STEP // _LANES if count == 4 else 1
-        byte_products = signature.args[0].dtype.bitwidth == 8 and _has_byte_products(context, builder.module.triple)
+        row_type = signature.args[0].dtype
+        byte_products = row_type.bitwidth == 8 and _has_byte_products(context, builder.module.triple)
+        flipped = row_type == types.uint8  # code + 128 already
         if byte_products:
             parts = 1
             octets = ir.VectorType(ir.IntType(8), _STEP)
@@ -547,7 +554,8 @@ def _candidates(typingctx, rows, picks, query_code, query_sum, scales, step, mar
             query_bytes = builder.load(builder.bitcast(builder.gep(query.data, [j]), lanes.as_pointer()), align=1)
             for start, row_sums in zip(starts, following):
                 row_at = builder.bitcast(builder.gep(start, [j]), octets.as_pointer())
-                unsigned = builder.bitcast(builder.xor(builder.load(row_at, align=1), sign_bits), lanes)
+                row_bytes = builder.load(row_at, align=1)
+                unsigned = builder.bitcast(row_bytes if flipped else builder.xor(row_bytes, sign_bits), lanes)
                 row_sums[0] = builder.call(dot_bytes, [row_sums[0], unsigned, query_bytes])
         for vector in range(0 if byte_products else parts):
             at = builder.add(j, ir.Constant(index, vector * _LANES))
@@ -556,7 +564,9 @@ def _candidates(typingctx, rows, picks, query_code, query_sum, scales, step, mar
             for start, row_sums in zip(starts, following):
                 row_type = ir.VectorType(ir.IntType(signature.args[0].dtype.bitwidth), _LANES)
                 row_at = builder.bitcast(builder.gep(start, [at]), row_type.as_pointer())
-                products = builder.mul(builder.sext(builder.load(row_at, align=1), wide), query_values)
+                values = builder.load(row_at, align=1)
+                values = builder.zext(values, wide) if flipped else builder.sext(values, wide)
+                products = builder.mul(values, query_values)
                 # Eight lanes per sum: on x86 neighbours (2i, 2i + 1) added (runs of two
                 # lanes, halved), elsewhere the second half to the first.
                 products = halve([products], _LANES // 2 if pairs else 1)
@@ -587,7 +597,7 @@ def _candidates(typingctx, rows, picks, query_code, query_sum, scales, step, mar
         packed = totals[0]
         while packed.type.count > count:
             packed = halve([packed], count)
-        if byte_products:
+        if byte_products or flipped:
             excess = builder.mul(builder.trunc(args[3], int32), int32(128))
             packed = builder.sub(packed, splat(excess, count))
         # The bounds at once, in IEEE float32 (no fast-math flags: _quantise's
