@@ -8,9 +8,10 @@ run on one core while it waits. LiteRT lets go of the GIL while a model runs
 (as do OpenCV and the numba kernels), so plain Python threads are enough.
 
 The gain needs the cores to be free: when other processes keep them busy, a
-lane that waits for the other (or for the GIL) is not running, and lanes
-lose against XNNPACK's own threads, which spin while they wait
-(benchmarks/results/detect_speed.txt).
+lane that waits for the other (or for the GIL) is not running. On 2 cores,
+lanes detected 1.17x as fast as one two-threaded set on a quiet machine
+(benchmarks/results/detect_speed.txt), 1.06x with two busy processes
+beside them (detect_speed_loaded.txt).
 """
 
 from __future__ import annotations
