@@ -33,6 +33,7 @@ yardstick: edge's whole frame against the reference's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import subprocess
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sys.path.insert(0, str(REPO))
-    from benchmarks.machine import environment, format_table, header
+    from benchmarks.machine import checkout, environment, format_table, header
 
     env = environment()
     if args.reference:
@@ -203,26 +204,19 @@ def main(argv: list[str] | None = None) -> int:
                  "--model-set", args.model_set, "--min-face-size", str(args.min_face_size),
                  "--photo", args.photo, "--lfw", str(args.lfw)]
     results: dict[str, list[dict]] = {}
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
         codes: dict[str, Path | None] = {"now": REPO}
         if args.reference:
             codes["opencv-yunet-sface"] = None
         if args.before:
-            before = Path(scratch) / "before"
-            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(before), args.before],
-                           check=True)
-            codes[f"before ({args.before})"] = before
-        try:
-            for round_ in range(1, args.rounds + 1):
-                order = list(codes.items())
-                if round_ % 2 == 0:
-                    order.reverse()  # neither code always goes first
-                for label, code in order:
-                    print(f"round {round_}: {label} ...", file=sys.stderr, flush=True)
-                    results.setdefault(label, []).append(run_one(code, forwarded))
-        finally:
-            if args.before:
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before)], check=False)
+            codes[f"before ({args.before})"] = stack.enter_context(checkout(args.before, Path(scratch) / "before"))
+        for round_ in range(1, args.rounds + 1):
+            order = list(codes.items())
+            if round_ % 2 == 0:
+                order.reverse()  # neither code always goes first
+            for label, code in order:
+                print(f"round {round_}: {label} ...", file=sys.stderr, flush=True)
+                results.setdefault(label, []).append(run_one(code, forwarded))
     print(header(env, "Face detection time per frame"))
     print(f"frame:    {FRAME_SIZE[0]}x{FRAME_SIZE[1]} BGR, grey gradient + LFW {args.photo} (250x250) in the centre; "
           f"model set {args.model_set}, min_face_size {args.min_face_size:g}, {args.threads} thread(s)")

@@ -41,6 +41,7 @@ Ways of running the same frames, each in its own process:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import resource
@@ -281,44 +282,37 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sys.path.insert(0, str(REPO))
-    from benchmarks.machine import environment, format_table, header
+    from benchmarks.machine import checkout, environment, format_table, header
 
     env = environment()
     plan = queue_plan(LFW, args.people, args.seed) if (LFW / "pairs.csv").is_file() else None
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
         codes = {"": REPO}
         if args.before:
-            before = Path(scratch) / "before"
-            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(before), args.before],
-                           check=True)
-            codes[f"before ({args.before})"] = before
-        try:
-            runs = []
-            for label, code in codes.items():
-                modes = ("tracked",) if label else WALK_MODES  # the old code has no re-check to turn off
-                runs += [(label or "now", code, "walk", mode, faces) for faces in args.faces for mode in modes]
-            walks: dict[tuple, list[dict]] = {}
-            for round_ in range(1, args.rounds + 1):  # alternating, so a busy moment does not favour one
-                for label, code, scene, mode, faces in runs:
-                    print(f"round {round_}: {label}: {scene}, {mode}, {faces} face(s) ...", file=sys.stderr, flush=True)
-                    result = run_one([scene, mode, str(faces), "--frames-per-visit", str(args.frames_per_visit)], code)
-                    walks.setdefault((label, mode, faces), []).append(result)
-            results = []
-            for (label, _, _), rounds in walks.items():
-                middle = sorted(rounds, key=lambda r: r["fps"])[len(rounds) // 2]  # the median round
-                results.append({**middle, "code": label, "fps_rounds": [r["fps"] for r in rounds]})
-            for label, code in codes.items():
-                for mode in (("tracked",) if label else ("tracked", "no motion gate")):
-                    print(f"{label or 'now'}: idle, {mode} ...", file=sys.stderr, flush=True)
-                    result = run_one(["idle", mode, "1"], code)
-                    results.append({**result, "code": label or "now"})
-                if plan is not None:
-                    print(f"{label or 'now'}: queue ...", file=sys.stderr, flush=True)
-                    result = run_one(["queue", "tracked", "1", "--plan", json.dumps(plan)], code)
-                    results.append({**result, "code": label or "now"})
-        finally:
-            if args.before:
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before)], check=False)
+            codes[f"before ({args.before})"] = stack.enter_context(checkout(args.before, Path(scratch) / "before"))
+        runs = []
+        for label, code in codes.items():
+            modes = ("tracked",) if label else WALK_MODES  # the old code has no re-check to turn off
+            runs += [(label or "now", code, "walk", mode, faces) for faces in args.faces for mode in modes]
+        walks: dict[tuple, list[dict]] = {}
+        for round_ in range(1, args.rounds + 1):  # alternating, so a busy moment does not favour one
+            for label, code, scene, mode, faces in runs:
+                print(f"round {round_}: {label}: {scene}, {mode}, {faces} face(s) ...", file=sys.stderr, flush=True)
+                result = run_one([scene, mode, str(faces), "--frames-per-visit", str(args.frames_per_visit)], code)
+                walks.setdefault((label, mode, faces), []).append(result)
+        results = []
+        for (label, _, _), rounds in walks.items():
+            middle = sorted(rounds, key=lambda r: r["fps"])[len(rounds) // 2]  # the median round
+            results.append({**middle, "code": label, "fps_rounds": [r["fps"] for r in rounds]})
+        for label, code in codes.items():
+            for mode in (("tracked",) if label else ("tracked", "no motion gate")):
+                print(f"{label or 'now'}: idle, {mode} ...", file=sys.stderr, flush=True)
+                result = run_one(["idle", mode, "1"], code)
+                results.append({**result, "code": label or "now"})
+            if plan is not None:
+                print(f"{label or 'now'}: queue ...", file=sys.stderr, flush=True)
+                result = run_one(["queue", "tracked", "1", "--plan", json.dumps(plan)], code)
+                results.append({**result, "code": label or "now"})
     print(header(env, "Door loop: throughput, latency, and a queue at the door"))
     print(f"walk:     640x480 frames; an enrolled person then a stranger walk past ({args.frames_per_visit} frames "
           f"each, 30 empty frames after each); default config, 2 threads; fps: median of {args.rounds} rounds\n")

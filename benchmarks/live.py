@@ -54,6 +54,7 @@ Needs ffmpeg and GStreamer's RTSP server (tests/rtsp.py names the Debian package
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -72,7 +73,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 import rtsp  # noqa: E402  (tests/rtsp.py)
-from benchmarks.machine import environment, format_table, header  # noqa: E402
+from benchmarks.machine import checkout, environment, format_table, header  # noqa: E402
 
 DOORS = {
     "normal": {"size": (640, 480), "config": "[door.decision]\ncooldown = 0\n",
@@ -251,57 +252,51 @@ def main(argv: list[str] | None = None) -> int:
                  for name, rev in (("now", args.now), ("before", args.before))}
     env["measured"] = revisions
     now_label, before_label = f"now ({revisions['now']})", f"before ({revisions['before']})"
-    with tempfile.TemporaryDirectory(prefix="edge-live-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="edge-live-") as scratch, contextlib.ExitStack() as stack:
         scratch = Path(scratch)
         codes = {now_label: scratch / "now", before_label: scratch / "before"}
-        try:
-            for revision, code in zip(revisions.values(), codes.values()):
-                subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(code), revision],
-                               check=True)
-            imported = {label: which_edge(code) for label, code in codes.items()}
-            if any(not imported[label].startswith(str(code)) for label, code in codes.items()):
-                raise RuntimeError(f"PYTHONPATH did not take: {imported}")
-            from edge import demo
+        for revision, code in zip(revisions.values(), codes.values()):
+            stack.enter_context(checkout(revision, code))
+        imported = {label: which_edge(code) for label, code in codes.items()}
+        if any(not imported[label].startswith(str(code)) for label, code in codes.items()):
+            raise RuntimeError(f"PYTHONPATH did not take: {imported}")
+        from edge import demo
 
-            people = demo.write_dataset(scratch / "people")
-            gallery = scratch / "gallery"
-            subprocess.run([sys.executable, "-m", "edge.cli", "gallery", "build", str(people), "--gallery",
-                            str(gallery)], check=True, capture_output=True, env=edge_env(codes[now_label]), cwd="/")
-            warm = demo.write_frames(scratch / "warm", frames_per_visit=5, empty_frames=2)
-            for label, code in codes.items():
-                print(f"warming up {label} ({imported[label]}) ...", file=sys.stderr, flush=True)
-                warm_up(code, warm, gallery)
-            scenes, configs = {}, {}
+        people = demo.write_dataset(scratch / "people")
+        gallery = scratch / "gallery"
+        subprocess.run([sys.executable, "-m", "edge.cli", "gallery", "build", str(people), "--gallery",
+                        str(gallery)], check=True, capture_output=True, env=edge_env(codes[now_label]), cwd="/")
+        warm = demo.write_frames(scratch / "warm", frames_per_visit=5, empty_frames=2)
+        for label, code in codes.items():
+            print(f"warming up {label} ({imported[label]}) ...", file=sys.stderr, flush=True)
+            warm_up(code, warm, gallery)
+        scenes, configs = {}, {}
+        for door in args.doors:
+            scenes[door] = rtsp.make_video(scratch / f"video-{door}", frames_per_visit=VISIT,
+                                           empty_frames=EMPTY, lead_in=LEAD_IN,
+                                           seconds=(args.repeats + 6) * SCENE_SECONDS, size=DOORS[door]["size"])
+            configs[door] = scratch / f"{door}.toml"
+            configs[door].write_text(DOORS[door]["config"])
+        for round_ in range(1, args.rounds + 1):  # alternating, so that a busy moment favours neither
             for door in args.doors:
-                scenes[door] = rtsp.make_video(scratch / f"video-{door}", frames_per_visit=VISIT,
-                                               empty_frames=EMPTY, lead_in=LEAD_IN,
-                                               seconds=(args.repeats + 6) * SCENE_SECONDS, size=DOORS[door]["size"])
-                configs[door] = scratch / f"{door}.toml"
-                configs[door].write_text(DOORS[door]["config"])
-            for round_ in range(1, args.rounds + 1):  # alternating, so that a busy moment favours neither
-                for door in args.doors:
-                    order = list(codes.items()) if round_ % 2 else list(codes.items())[::-1]
-                    for label, code in order:
-                        print(f"round {round_}: {door}, {label} ...", file=sys.stderr, flush=True)
-                        result = run_once(code, scenes[door], gallery, configs[door], scratch, args.repeats)
-                        print("  " + ", ".join(f"{v['visitor']} {v['latency_s']}" for v in result["visits"]),
-                              file=sys.stderr, flush=True)
-                        results.append({"round": round_, "door": door, "code": label, **result})
-                if mosquitto:  # frames_dropped, reported by this code only (the retained MQTT state)
-                    from broker import Mosquitto
+                order = list(codes.items()) if round_ % 2 else list(codes.items())[::-1]
+                for label, code in order:
+                    print(f"round {round_}: {door}, {label} ...", file=sys.stderr, flush=True)
+                    result = run_once(code, scenes[door], gallery, configs[door], scratch, args.repeats)
+                    print("  " + ", ".join(f"{v['visitor']} {v['latency_s']}" for v in result["visits"]),
+                          file=sys.stderr, flush=True)
+                    results.append({"round": round_, "door": door, "code": label, **result})
+            if mosquitto:  # frames_dropped, reported by this code only (the retained MQTT state)
+                from broker import Mosquitto
 
-                    for door in args.doors:
-                        print(f"round {round_}: {door}, now, --mqtt (frames_dropped) ...", file=sys.stderr, flush=True)
-                        with Mosquitto(mosquitto, scratch / "broker") as broker:
-                            result = run_once(codes[now_label], scenes[door], gallery, configs[door], scratch, args.repeats,
-                                              broker)
-                        print(f"  frames_dropped {result.get('frames_dropped')} of {result.get('served_by_then')}",
-                              file=sys.stderr, flush=True)
-                        results.append({"round": round_, "mqtt": True, "door": door, "code": now_label, **result})
-        finally:
-            for code in codes.values():
-                if code.exists():
-                    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(code)], check=False)
+                for door in args.doors:
+                    print(f"round {round_}: {door}, now, --mqtt (frames_dropped) ...", file=sys.stderr, flush=True)
+                    with Mosquitto(mosquitto, scratch / "broker") as broker:
+                        result = run_once(codes[now_label], scenes[door], gallery, configs[door], scratch, args.repeats,
+                                          broker)
+                    print(f"  frames_dropped {result.get('frames_dropped')} of {result.get('served_by_then')}",
+                          file=sys.stderr, flush=True)
+                    results.append({"round": round_, "mqtt": True, "door": door, "code": now_label, **result})
 
     codes_order = [now_label, before_label]
     title = "Live stream: frame-to-event latency at 30 fps over RTSP, now vs before the newest-frame change"

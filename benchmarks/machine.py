@@ -6,11 +6,13 @@ the lines every benchmark prints above its table.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -69,6 +71,17 @@ def git_revision() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if status else "")
+
+
+@contextlib.contextmanager
+def checkout(revision: str, folder: Path) -> Iterator[Path]:
+    """This repository at ``revision`` in a git worktree at ``folder``, removed again on exit
+    (the --before code of the benchmarks that measure an older revision beside this one)."""
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(folder), revision], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(folder)], check=False)
 
 
 def environment() -> dict:

