@@ -66,6 +66,23 @@ def make_frame(photo: Path) -> np.ndarray:
     return frame
 
 
+def time_frames(frames: int, detect, rest) -> dict:
+    """Median milliseconds over ``frames`` calls: detect (wall), the whole frame (detect, then
+    ``rest`` on detect's result: align and embed the main face) and detect's process CPU time."""
+    detect_s, whole_s, cpu_s = [], [], []
+    for _ in range(frames):
+        t0, c0 = time.perf_counter(), time.process_time()
+        found = detect()
+        t1, c1 = time.perf_counter(), time.process_time()
+        rest(found)
+        t2 = time.perf_counter()
+        detect_s.append(t1 - t0)
+        whole_s.append(t2 - t0)
+        cpu_s.append(c1 - c0)
+    return {name: 1000 * float(np.median(values))
+            for name, values in (("detect_ms", detect_s), ("whole_ms", whole_s), ("cpu_ms", cpu_s))}
+
+
 def measure(args: argparse.Namespace) -> dict:
     """One round for the code on sys.path (or the reference), in this process."""
     import cv2
@@ -93,20 +110,10 @@ def measure(args: argparse.Namespace) -> dict:
         raise RuntimeError("no face found in the benchmark frame")
     for _ in range(args.warmup):
         engine.detect(frame)
-    detect, whole, cpu = [], [], []
-    for _ in range(args.frames):
-        t0, c0 = time.perf_counter(), time.process_time()
-        found = engine.detect(frame)
-        t1, c1 = time.perf_counter(), time.process_time()
-        engine.embed(frame, [main_face(found, frame.shape[1], frame.shape[0])])
-        t2 = time.perf_counter()
-        detect.append(t1 - t0)
-        whole.append(t2 - t0)
-        cpu.append(c1 - c0)
+    times = time_frames(args.frames, lambda: engine.detect(frame),
+                        lambda found: engine.embed(frame, [main_face(found, frame.shape[1], frame.shape[0])]))
     return {
-        "detect_ms": 1000 * float(np.median(detect)),
-        "whole_ms": 1000 * float(np.median(whole)),
-        "cpu_ms": 1000 * float(np.median(cpu)),
+        **times,
         "cold_ms": 1000 * cold,
         "faces": len(faces),
         "box": [round(v, 2) for v in face.box.as_list()],
@@ -125,21 +132,11 @@ def measure_reference(args: argparse.Namespace, frame: np.ndarray) -> dict:
     cold = time.perf_counter() - start
     for _ in range(args.warmup):
         pipeline.detect(frame)
-    detect, whole, cpu = [], [], []
-    for _ in range(args.frames):
-        t0, c0 = time.perf_counter(), time.process_time()
-        found = pipeline.detect(frame)
-        t1, c1 = time.perf_counter(), time.process_time()
-        pipeline.feature(pipeline.align(frame, pipeline.main_face(found, frame.shape[1], frame.shape[0])))
-        t2 = time.perf_counter()
-        detect.append(t1 - t0)
-        whole.append(t2 - t0)
-        cpu.append(c1 - c0)
+    times = time_frames(args.frames, lambda: pipeline.detect(frame), lambda found: pipeline.feature(
+        pipeline.align(frame, pipeline.main_face(found, frame.shape[1], frame.shape[0]))))
     x, y, w, h = (float(v) for v in pipeline.main_face(faces, frame.shape[1], frame.shape[0])[:4])
     return {
-        "detect_ms": 1000 * float(np.median(detect)),
-        "whole_ms": 1000 * float(np.median(whole)),
-        "cpu_ms": 1000 * float(np.median(cpu)),
+        **times,
         "cold_ms": 1000 * cold,
         "faces": len(faces),
         "box": [round(v, 2) for v in (x, y, x + w, y + h)],
