@@ -52,9 +52,10 @@ def enrolled(path: Path) -> dict[str, int]:
         g.close()
 
 
-def two_samples_then_nobody(folder: Path, blanks: int = 400) -> Path:
+def two_samples_then_nobody(folder: Path, blanks: int = 4000) -> Path:
     """Two good, different samples of Obama (photos the liveness models take for live), then a long
-    wait with nobody in view."""
+    wait with nobody in view (hard links: 4000 blank frames are some 50 s of runway, so that a test
+    on a busy machine still has its Ctrl-C or key arrive before the source ends)."""
     demo.write_stills(folder, ("obama.jpg", "obama3.jpg", "blank"))
     blank = folder / "00002.png"
     for index in range(3, 3 + blanks):
