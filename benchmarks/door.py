@@ -27,6 +27,9 @@ Scenes (640x480 frames, frame times at 10 frames a second):
 Ways of running the same frames, each in its own process:
 
 - ``tracked``: edge.door.loop.DoorLoop at its default settings;
+- ``whole frames`` (walk only): the same with [door.motion] near_tracks off
+  (every frame with someone in it searched whole): what searching only
+  near the tracked faces saves;
 - ``no recheck`` (walk only): the same with the identity watch off (announced
   tracks never matched again, no abrupt-change checks): what re-checks cost;
 - ``no motion gate`` (idle only): the same with [door.motion] off;
@@ -58,7 +61,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 LFW = REPO.parent / "shared" / "data" / "lfw"
 
-WALK_MODES = ("tracked", "no recheck", "every frame")
+WALK_MODES = ("tracked", "whole frames", "no recheck", "every frame")
 IDLE_FRAMES, VISIT_FRAMES = 100, 40
 """The idle scene: 10 s of empty doorway, then 4 s of a visitor (frames at 10 a second)."""
 
@@ -96,6 +99,8 @@ def measure(scene: str, mode: str, faces: int, frames_per_visit: int, plan: list
             "recheck": 60.0,
             "tracker": config.door.tracker.model_copy(update={"lost_frames": 1000, "scale_jump": 10.0, "jump": 10.0}),
         })
+    elif mode == "whole frames":
+        door = config.door.model_copy(update={"motion": config.door.motion.model_copy(update={"near_tracks": False})})
     elif mode == "no motion gate":
         door = config.door.model_copy(update={"motion": config.door.motion.model_copy(update={"enabled": False})})
     else:

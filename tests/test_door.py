@@ -70,6 +70,41 @@ def test_enrolled_visitor_is_recognized_once_and_a_stranger_is_unknown(scene, en
     assert publisher.states[-1].last_person == "obama"
 
 
+class CountingEngine:
+    """The engine, with the size of every image it searched for faces."""
+
+    def __init__(self, engine):
+        self.engine, self.searched = engine, []
+
+    def detect(self, image):
+        self.searched.append(image.shape[:2])
+        return self.engine.detect(image)
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+
+@pytest.mark.parametrize("near_tracks", [True, False])
+def test_a_tracked_visitor_is_searched_near_their_face_with_the_same_events(scene, engine, liveness, near_tracks):
+    gallery_path, frames = scene
+    publisher, counting = RecordingPublisher(), CountingEngine(engine)
+    settings = LoopSettings.model_validate({"device_id": "door1", "motion": {"near_tracks": near_tracks}})
+    with Gallery.open(gallery_path) as gallery, FolderSource(frames) as source:
+        loop = DoorLoop(counting, gallery, publisher, settings, 0.36, camera="test", liveness=liveness)
+        loop.run(source)
+    events = publisher.events()
+    assert [(e["event_type"], e["name"], e["track_id"]) for e in events] == [("recognized", "obama", 1),
+                                                                           ("unknown", None, 2)]
+    frame_size = cv2.imread(str(sorted(frames.iterdir())[0])).shape[:2]
+    near = [size for size in counting.searched if size != frame_size]
+    assert loop.motion.near == len(near)
+    if near_tracks:  # most frames with a visitor: only a region a fraction of the frame's size
+        assert len(near) > len(counting.searched) / 3
+        assert max(h * w for h, w in near) <= 0.5 * frame_size[0] * frame_size[1]
+    else:
+        assert near == []
+
+
 def test_everyone_is_a_stranger_to_an_empty_gallery(scene, engine, liveness, tmp_path):
     from edge.perception.modelset import embedding_model_id
 

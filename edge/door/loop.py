@@ -4,9 +4,10 @@
     with source:
         loop.run(source)               # until the source ends or stop() is called
 
-Per frame (faces are searched every ``detect_every``-th frame, and in an
+Per frame (faces are searched every ``detect_every``-th frame, in an
 empty doorway only when something moves or every ``motion.full_every``
-seconds: edge.door.motion) each face continues or starts a track. A track that is not yet decided has its face
+seconds, and while someone is there near them unless something moves
+elsewhere: edge.door.motion) each face continues or starts a track. A track that is not yet decided has its face
 embedded and matched against the gallery (at most ``attempts_per_second``
 times a second), and the attempt goes to the decision stage, which turns a
 few agreeing attempts into one event per visit. A decided track is matched
@@ -41,7 +42,7 @@ from datetime import datetime
 from typing import Protocol
 
 from edge.door.decision import Attempt, Decision, DecisionMaker, Split
-from edge.door.motion import MotionGate
+from edge.door.motion import MotionGate, Search
 from edge.door.settings import LoopSettings
 from edge.door.tracking import Track, Tracker
 from edge.faces import BBox, Face
@@ -157,10 +158,11 @@ class DoorLoop:
             return []
         if frame.index % self.settings.detect_every:
             return []
-        if not self.motion.wants_search(frame.image, frame.time, tracking=bool(self.tracker.live)):
+        where = self.motion.search(frame.image, frame.time, near=[track.box for track in self.tracker.live])
+        if where is None:
             self.follow_gallery()
             return []  # a still, empty doorway: nothing to search
-        faces = self.engine.detect(frame.image)
+        faces = faces_in(self.engine, frame.image, where)
         step = self.tracker.update([f.box for f in faces], frame.time)
         for track_id in step.ended:
             self.decisions.forget(track_id)
@@ -296,6 +298,18 @@ class DoorLoop:
 
 FACE_MARGIN = 0.25
 """The face image of an event: the face box grown by this fraction of its size on each side."""
+
+
+def faces_in(engine: FaceEngine, image: np.ndarray, where: Search) -> list[Face]:
+    """The faces in ``image`` where the motion gate said to look, in the frame's pixels, most confident first."""
+    if where.whole:
+        return engine.detect(image)
+    faces = []
+    for region in where.regions:
+        x, y = int(region.x1), int(region.y1)
+        crop = image[y : int(region.y2), x : int(region.x2)]
+        faces += [face.shifted(x, y) for face in engine.detect(crop)]
+    return sorted(faces, key=lambda face: -face.score)
 
 
 def face_with_margin(image: np.ndarray, box: BBox) -> np.ndarray:

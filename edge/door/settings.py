@@ -37,17 +37,23 @@ class TrackerSettings(Settings):
 
 
 class MotionSettings(Settings):
-    """When an empty doorway is searched for faces (edge.door.motion).
+    """Where a frame is searched for faces (edge.door.motion).
 
     Frames are compared at ``width`` pixels wide, in grey: a frame has
     motion when more than ``min_area`` (fraction 0..1 of the image) of its
     pixels differ from the previous frame's by more than ``threshold`` grey
     levels (0..255). Without motion and with nobody tracked, a frame is not
-    searched, except once every ``full_every`` seconds. ``enabled = false``
-    searches every frame.
+    searched, except once every ``full_every`` seconds. While someone is
+    tracked, ``near_tracks`` searches only around the tracked faces (each
+    box grown by ``margin`` times its size on every side), and the whole
+    frame when something moves outside them or ``full_every`` seconds have
+    passed. ``enabled = false`` searches every frame whole.
     """
 
     enabled: bool = Field(True, description="skip the face search on still frames of an empty doorway")
+    near_tracks: bool = Field(True, description="while someone is tracked, search only around them unless "
+                                                "something moves elsewhere")
+    margin: float = Field(1.0, ge=0.25, le=10.0, description="face sizes added around a tracked face's box")
     width: int = Field(80, ge=16, le=640, description="pixels: the width frames are compared at")
     threshold: float = Field(12.0, ge=0.0, le=255.0, description="grey levels a pixel must change by")
     min_area: float = Field(0.003, ge=0.0, le=1.0, description="fraction of pixels that must change")
