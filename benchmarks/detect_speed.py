@@ -47,23 +47,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 LFW = REPO.parent / "shared" / "data" / "lfw"
 PHOTO = "Aaron_Eckhart/Aaron_Eckhart_0001.jpg"
-FRAME_SIZE = (640, 480)  # width, height
-
-
-def make_frame(photo: Path) -> np.ndarray:
-    """640x480 BGR: benchmarks/speed.py's grey gradient with ``photo`` pasted, unscaled, in the centre."""
-    import cv2
-
-    width, height = FRAME_SIZE
-    shades = np.linspace(190, 110, height, dtype=np.float32)[:, None, None]
-    frame = np.broadcast_to(shades, (height, width, 3)).astype(np.uint8).copy()
-    image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read {photo}")
-    h, w = image.shape[:2]
-    x0, y0 = (width - w) // 2, (height - h) // 2
-    frame[y0 : y0 + h, x0 : x0 + w] = image
-    return frame
 
 
 def time_frames(frames: int, detect, rest) -> dict:
@@ -88,7 +71,7 @@ def measure(args: argparse.Namespace) -> dict:
     import cv2
 
     cv2.setNumThreads(args.threads)
-    frame = make_frame(args.lfw / args.photo)
+    frame = cv2.imread(str(args.frame), cv2.IMREAD_COLOR)
     if args.code is None:
         return measure_reference(args, frame)
 
@@ -182,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every round to FILE")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--code", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--frame", type=Path, help=argparse.SUPPRESS)  # the frame, as a PNG file
     args = parser.parse_args(argv)
     if args.one:
         if args.code is not None:
@@ -190,18 +174,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sys.path.insert(0, str(REPO))
+    import cv2
+
     from benchmarks.machine import checkout, environment, format_table, header
+    from benchmarks.speed import FRAME_SIZE, paste_centred  # this checkout's, also for --before's rounds
 
     env = environment()
     if args.reference:
         from benchmarks.reference import reference_models
 
         reference_models()  # fetch the wheel once, before the rounds
-    forwarded = ["--frames", str(args.frames), "--warmup", str(args.warmup), "--threads", str(args.threads),
-                 "--model-set", args.model_set, "--min-face-size", str(args.min_face_size),
-                 "--photo", args.photo, "--lfw", str(args.lfw)]
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
+        frame = Path(scratch) / "frame.png"
+        cv2.imwrite(str(frame), paste_centred(args.lfw / args.photo))
+        forwarded = ["--frames", str(args.frames), "--warmup", str(args.warmup), "--threads", str(args.threads),
+                     "--model-set", args.model_set, "--min-face-size", str(args.min_face_size), "--frame", str(frame)]
         codes: dict[str, Path | None] = {"now": REPO}
         if args.reference:
             codes["opencv-yunet-sface"] = None

@@ -111,9 +111,14 @@ SEARCH_QUERIES = (1, 8)
 
 def make_frame(name: str) -> np.ndarray:
     """640x480 BGR: a grey gradient with the frame's photo (FRAMES) in the centre."""
+    return paste_centred(*FRAMES[name])
+
+
+def paste_centred(photo: Path, photo_height: int | None = None) -> np.ndarray:
+    """640x480 BGR: a grey gradient with ``photo`` in the centre, scaled to ``photo_height``
+    pixels tall (None: as it is)."""
     import cv2
 
-    photo, photo_height = FRAMES[name]
     width, height = FRAME_SIZE
     shades = np.linspace(190, 110, height, dtype=np.float32)[:, None, None]
     frame = np.broadcast_to(shades, (height, width, 3)).astype(np.uint8).copy()
