@@ -57,6 +57,10 @@ class BBox:
         """The same box with the origin moved by (-dx, -dy): (x + dx, y + dy)."""
         return BBox(self.x1 + dx, self.y1 + dy, self.x2 + dx, self.y2 + dy)
 
+    def grown(self, dx: float, dy: float) -> BBox:
+        """The box with ``dx`` pixels added on the left and right, ``dy`` above and below."""
+        return BBox(self.x1 - dx, self.y1 - dy, self.x2 + dx, self.y2 + dy)
+
     def clipped(self, width: int, height: int) -> BBox:
         """The part of the box inside a ``width`` x ``height`` image."""
         return BBox(

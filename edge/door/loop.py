@@ -315,7 +315,7 @@ def faces_in(engine: FaceEngine, image: np.ndarray, where: Search) -> list[Face]
 def face_with_margin(image: np.ndarray, box: BBox) -> np.ndarray:
     """The face ``box`` with a margin, cut from ``image`` (a copy, clipped to the image)."""
     dx, dy = FACE_MARGIN * box.width, FACE_MARGIN * box.height
-    grown = BBox(box.x1 - dx, box.y1 - dy, box.x2 + dx, box.y2 + dy).clipped(image.shape[1], image.shape[0])
+    grown = box.grown(dx, dy).clipped(image.shape[1], image.shape[0])
     x1, y1 = int(grown.x1), int(grown.y1)
     x2, y2 = max(int(round(grown.x2)), x1 + 1), max(int(round(grown.y2)), y1 + 1)
     return image[y1:y2, x1:x2].copy()

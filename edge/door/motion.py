@@ -27,6 +27,7 @@ detector's cost grows with the pixels it searches, so a face of 120 px in a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -99,10 +100,11 @@ class MotionGate:
         frame pixel) are more than min_area of the image; always on the first frame."""
         if changed is None:
             return True
-        changed = changed.copy()
+        if outside:
+            changed = changed.copy()
         for box in outside:
             b = box.scaled(scale)
-            changed[int(b.y1):int(np.ceil(b.y2)), int(b.x1):int(np.ceil(b.x2))] = False
+            changed[int(b.y1):math.ceil(b.y2), int(b.x1):math.ceil(b.x2)] = False
         return float(changed.mean()) > self.settings.min_area
 
 
@@ -110,26 +112,15 @@ def around(boxes: Sequence[BBox], width: int, height: int, margin: float) -> tup
     """The regions to search near faces at ``boxes`` in a ``width`` x ``height`` frame: each box grown
     by ``margin`` times its larger side on every side, in whole pixels inside the frame; regions that
     overlap are joined into the box around both, until none overlap."""
-    regions = []
+    joined: list[BBox] = []
     for box in boxes:
         grow = margin * max(box.width, box.height)
-        regions.append(_whole_pixels(BBox(box.x1 - grow, box.y1 - grow, box.x2 + grow, box.y2 + grow), width, height))
-    joined = True
-    while joined:
-        joined = False
-        for i in range(len(regions)):
-            for j in range(i + 1, len(regions)):
-                a, b = regions[i], regions[j]
-                if a.x1 < b.x2 and b.x1 < a.x2 and a.y1 < b.y2 and b.y1 < a.y2:
-                    regions[i] = BBox(min(a.x1, b.x1), min(a.y1, b.y1), max(a.x2, b.x2), max(a.y2, b.y2))
-                    del regions[j]
-                    joined = True
-                    break
-            if joined:
-                break
-    return tuple(r for r in regions if r.width > 0 and r.height > 0)
-
-
-def _whole_pixels(box: BBox, width: int, height: int) -> BBox:
-    return BBox(float(max(0, int(np.floor(box.x1)))), float(max(0, int(np.floor(box.y1)))),
-                float(min(width, int(np.ceil(box.x2)))), float(min(height, int(np.ceil(box.y2)))))
+        grown = box.grown(grow, grow)
+        region = BBox(*map(float, (math.floor(grown.x1), math.floor(grown.y1), math.ceil(grown.x2),
+                                   math.ceil(grown.y2)))).clipped(width, height)
+        while (other := next((r for r in joined if r.iou(region) > 0), None)) is not None:
+            joined.remove(other)
+            region = BBox(min(region.x1, other.x1), min(region.y1, other.y1),
+                          max(region.x2, other.x2), max(region.y2, other.y2))
+        joined.append(region)
+    return tuple(r for r in joined if r.area > 0)
