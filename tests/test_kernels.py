@@ -52,32 +52,57 @@ def test_nms_drops_overlapping_and_keeps_separate():
     assert list(nms(nested, np.array([0.9, 0.8], np.float32), 0.7, True)) == [0]
 
 
-def reference_decode(prob, reg, scale, threshold):
+def softmax_face(logits):
+    """The face probability of (.., 2) logits: softmax in float64, rounded to float32."""
+    logits = logits.astype(np.float64)
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (exp[..., 1] / exp.sum(axis=-1)).astype(np.float32)
+
+
+def reference_decode(prob, offsets, scale, threshold):
     ys, xs = np.nonzero(prob >= threshold)
     rows = []
     for y, x in zip(ys, xs):
         box = [PNET_STRIDE * x / scale, PNET_STRIDE * y / scale,
                (PNET_STRIDE * x + PNET_CELL) / scale, (PNET_STRIDE * y + PNET_CELL) / scale]
-        rows.append(box + [prob[y, x]] + list(reg[y, x]))
+        rows.append(box + [prob[y, x]] + list(offsets[y, x]))
     return np.array(rows, np.float32).reshape(-1, 9)
 
 
+def random_maps(rng, h, w):
+    """P-Net-like output: logits whose face probability spreads over 0..1, small box offsets."""
+    return rng.normal(0, 2.5, (h, w, 2)).astype(np.float32), rng.normal(0, 0.2, (h, w, 4)).astype(np.float32)
+
+
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 30), st.integers(1, 30), st.floats(0.05, 1.0), st.integers(0, 2**31 - 1))
-def test_decode_pnet_matches_reference(h, w, scale, seed):
-    rng = np.random.default_rng(seed)
-    prob = rng.uniform(0, 1, (h, w)).astype(np.float32)
-    reg = rng.normal(0, 0.2, (h, w, 4)).astype(np.float32)
-    got = decode_pnet(prob, reg, scale, 0.6)
-    np.testing.assert_allclose(got, reference_decode(prob, reg, scale, 0.6), rtol=1e-6, atol=1e-4)
+@given(st.integers(1, 30), st.integers(1, 30), st.floats(0.05, 1.0), st.integers(0, 2**31 - 1),
+       st.sampled_from([0.0, 0.3, 0.6, 0.95, 1.0]))
+def test_decode_pnet_matches_reference(h, w, scale, seed, threshold):
+    logits, offsets = random_maps(np.random.default_rng(seed), h, w)
+    expected = reference_decode(softmax_face(logits), offsets, scale, threshold)
+    np.testing.assert_allclose(decode_pnet(logits, offsets, True, scale, threshold), expected, rtol=1e-6, atol=1e-4)
+    # The same cells from the probabilities themselves (as the int8 P-Net gives them).
+    prob = np.stack([1 - softmax_face(logits), softmax_face(logits)], axis=-1)
+    np.testing.assert_allclose(decode_pnet(prob, offsets, False, scale, threshold), expected, rtol=1e-6, atol=1e-4)
+
+
+def test_decode_pnet_keeps_a_cell_exactly_at_the_threshold():
+    # The face logit leading by log 1.5 is probability 0.6 (up to float32 rounding): cells just
+    # on both sides of it, and one just inside the margin of the skip, decode as the reference.
+    lead = np.float32(np.log(1.5))
+    logits = np.zeros((1, 3, 2), np.float32)
+    logits[0, :, 1] = [np.nextafter(lead, np.float32(-1)), lead, lead - 0.009]
+    offsets = np.zeros((1, 3, 4), np.float32)
+    got = decode_pnet(logits, offsets, True, 1.0, 0.6)
+    np.testing.assert_array_equal(got, reference_decode(softmax_face(logits), offsets, 1.0, 0.6))
 
 
 @settings(max_examples=30, deadline=None)
 @given(st.integers(2, 30), st.integers(1, 30), st.floats(0.05, 1.0), st.integers(0, 2**31 - 1))
 def test_decoding_rows_of_a_map_gives_those_rows_of_the_whole(h, w, scale, seed):
     rng = np.random.default_rng(seed)
-    prob = rng.uniform(0, 1, (h, w)).astype(np.float32)
-    reg = rng.normal(0, 0.2, (h, w, 4)).astype(np.float32)
+    logits, offsets = random_maps(rng, h, w)
     cut = int(rng.integers(1, h))
-    parts = [decode_pnet(prob[:cut], reg[:cut], scale, 0.6, 0), decode_pnet(prob[cut:], reg[cut:], scale, 0.6, cut)]
-    np.testing.assert_array_equal(np.concatenate(parts), decode_pnet(prob, reg, scale, 0.6))
+    parts = [decode_pnet(logits[:cut], offsets[:cut], True, scale, 0.6, 0),
+             decode_pnet(logits[cut:], offsets[cut:], True, scale, 0.6, cut)]
+    np.testing.assert_array_equal(np.concatenate(parts), decode_pnet(logits, offsets, True, scale, 0.6))

@@ -28,7 +28,7 @@ from edge.perception.lanes import Lanes, Nets
 from edge.perception.litert import ModelError, TfliteModel
 from edge.perception.settings import DetectorSettings
 
-_PROB, _REGRESSION, _LANDMARKS = 2, 4, 10  # outputs are told apart by their last dimension
+_PROB, _REGRESSION, _PNET_HEADS, _LANDMARKS = 2, 4, 6, 10  # outputs are told apart by their last dimension
 
 MAX_BATCH = 256
 """Largest R-Net/O-Net batch run at once; bigger candidate lists go in chunks."""
@@ -103,9 +103,9 @@ class MtcnnDetector:
         def run(nets: Nets, job: list[tuple[int, int, int]]) -> list[np.ndarray]:
             found = []
             for k, start, end in job:
-                outputs = _by_size(nets.pnet.run(levels[k][:, start:end]))
-                found.append(decode_pnet(outputs[_PROB][0, :, :, 1], outputs[_REGRESSION][0], scales[k],
-                                         self.settings.thresholds[0], start // PNET_STRIDE))
+                outputs = nets.pnet.run(levels[k][:, start:end])
+                found.append(decode_pnet(*_pnet_maps(outputs), scales[k], self.settings.thresholds[0],
+                                         start // PNET_STRIDE))
             return found
 
         bands: list[list[tuple[int, np.ndarray]]] = [[] for _ in scales]
@@ -216,9 +216,21 @@ def _expect_input(model: TfliteModel, side: int | None, name: str) -> None:
     shape = model.input_shape
     ok = len(shape) == 4 and shape[3] == 3 and (side is None or shape[1:3] == (side, side))
     sizes = sorted(s[-1] for s in model.output_shapes)
-    wanted = [_PROB, _REGRESSION, _LANDMARKS] if name == "O-Net" else [_PROB, _REGRESSION]
-    if not ok or sizes != wanted:
+    wanted = {"P-Net": ([_PNET_HEADS], [_PROB, _REGRESSION]), "R-Net": ([_PROB, _REGRESSION],),
+              "O-Net": ([_PROB, _REGRESSION, _LANDMARKS],)}[name]
+    if not ok or sizes not in wanted:
         raise ModelError(f"{model.path} is not an MTCNN {name} model (input {shape}, outputs {sizes})")
+
+
+def _pnet_maps(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, bool]:
+    """decode_pnet's first three arguments from a P-Net's outputs for one image: (h, w, 2)
+    face scores, (h, w, 4) box offsets, and whether the scores are logits. The float files
+    give one ``heads`` map, logits then offsets; the int8 file gives the probabilities and
+    the offsets apart (models/README.md)."""
+    if len(outputs) == 1:
+        return outputs[0][0, :, :, :2], outputs[0][0, :, :, 2:], True
+    by_size = _by_size(outputs)
+    return by_size[_PROB][0], by_size[_REGRESSION][0], False
 
 
 def _by_size(outputs: list[np.ndarray]) -> dict[int, np.ndarray]:

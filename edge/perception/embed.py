@@ -41,7 +41,7 @@ class Embedder:
         return out
 
     def _raw(self, crop: np.ndarray) -> np.ndarray:
-        return self._model.run(crop[None].astype(np.float32))[0][0]
+        return self._model.run(crop[None])[0][0]
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

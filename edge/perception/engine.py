@@ -80,10 +80,10 @@ class FaceEngine:
 
     def align(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         """(n, 112, 112, 3) uint8 RGB aligned crops, from the full-resolution image."""
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         crops = np.empty((len(faces), 112, 112, 3), np.uint8)
         for i, face in enumerate(faces):
-            crops[i] = align_face(rgb, face)
+            # Each channel is warped alike, so only the crop needs turning into RGB, not the frame.
+            cv2.cvtColor(align_face(image, face), cv2.COLOR_BGR2RGB, dst=crops[i])
         return crops
 
     def embed(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:

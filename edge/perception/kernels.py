@@ -14,35 +14,54 @@ PNET_CELL = 12
 
 
 @njit(cache=True, nogil=True)
-def decode_pnet(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: float, first_row: int = 0) -> np.ndarray:
+def decode_pnet(faces: np.ndarray, offsets: np.ndarray, logits: bool, scale: float, threshold: float,
+                first_row: int = 0) -> np.ndarray:
     """Candidate boxes from one pyramid level of P-Net output, or from rows of it.
 
-    prob: (h, w) face probability; reg: (h, w, 4) box offsets as fractions of
-    the 12-pixel cell; scale: the level's resize factor (level = image * scale);
-    first_row: the level's output row that prob's first row is (for a band).
-    Returns (n, 9) float32 rows: x1, y1, x2, y2, score, dx1, dy1, dx2, dy2, with
-    the box in original-image pixels and the offsets still to be applied, in
-    row-major order.
+    faces: (h, w, 2) not-face and face scores, logits when ``logits`` (their
+    softmax is the face probability), else the probabilities themselves;
+    offsets: (h, w, 4) box offsets as fractions of the 12-pixel cell; scale:
+    the level's resize factor (level = image * scale); threshold: the face
+    probability a cell needs; first_row: the level's output row that the
+    maps' first row is (for a band).
+    Returns (n, 9) float32 rows: x1, y1, x2, y2, face probability, dx1, dy1,
+    dx2, dy2, with the box in original-image pixels and the offsets still to
+    be applied, in row-major order.
     """
-    h, w = prob.shape
+    h, w = faces.shape[:2]
+    # From logits, p >= threshold exactly when the face logit leads by at least
+    # log(t / (1 - t)); cells well below that (nearly all) skip the exp.
+    skip_below = -np.inf
+    if logits and 0.0 < threshold < 1.0:
+        skip_below = np.log(threshold / (1.0 - threshold)) - 0.01
+    prob = np.empty((h, w), dtype=np.float32)
+    keep = np.zeros((h, w), dtype=np.bool_)
     count = 0
     for y in range(h):
         for x in range(w):
-            if prob[y, x] >= threshold:
+            if logits:
+                lead = np.float64(faces[y, x, 1]) - np.float64(faces[y, x, 0])
+                if lead < skip_below:
+                    continue
+                p = np.float32(1.0 / (1.0 + np.exp(-lead)))
+            else:
+                p = faces[y, x, 1]
+            if p >= threshold:
+                prob[y, x] = p
+                keep[y, x] = True
                 count += 1
     out = np.empty((count, 9), dtype=np.float32)
     i = 0
     for y in range(h):
         for x in range(w):
-            p = prob[y, x]
-            if p >= threshold:
+            if keep[y, x]:
                 out[i, 0] = (PNET_STRIDE * x) / scale
                 out[i, 1] = (PNET_STRIDE * (y + first_row)) / scale
                 out[i, 2] = (PNET_STRIDE * x + PNET_CELL) / scale
                 out[i, 3] = (PNET_STRIDE * (y + first_row) + PNET_CELL) / scale
-                out[i, 4] = p
+                out[i, 4] = prob[y, x]
                 for k in range(4):
-                    out[i, 5 + k] = reg[y, x, k]
+                    out[i, 5 + k] = offsets[y, x, k]
                 i += 1
     return out
 
