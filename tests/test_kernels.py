@@ -53,10 +53,17 @@ def test_nms_drops_overlapping_and_keeps_separate():
 
 
 def softmax_face(logits):
-    """The face probability of (.., 2) logits: softmax in float64, rounded to float32."""
-    logits = logits.astype(np.float64)
-    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return (exp[..., 1] / exp.sum(axis=-1)).astype(np.float32)
+    """The face probability of (.., 2) float32 logits in TFLite's float32 steps: exp of each
+    less the larger (rounded to float32), times the reciprocal of their sum."""
+    exp = np.exp((logits - logits.max(axis=-1, keepdims=True)).astype(np.float64)).astype(np.float32)
+    return exp[..., 1] * (np.float32(1) / (exp[..., 0] + exp[..., 1]))
+
+
+def test_the_float32_steps_are_the_softmax():
+    logits = np.random.default_rng(1).normal(0, 6, (10_000, 2)).astype(np.float32)
+    exact = np.exp(logits[:, 1].astype(np.float64)) / np.exp(logits.astype(np.float64)).sum(axis=1)
+    # Within float32's rounding of the logits' difference (as in TFLite).
+    np.testing.assert_allclose(softmax_face(logits), exact, rtol=1e-5, atol=1e-7)
 
 
 def reference_decode(prob, offsets, scale, threshold):
@@ -80,6 +87,7 @@ def random_maps(rng, h, w):
 def test_decode_pnet_matches_reference(h, w, scale, seed, threshold):
     logits, offsets = random_maps(np.random.default_rng(seed), h, w)
     expected = reference_decode(softmax_face(logits), offsets, scale, threshold)
+    np.testing.assert_array_equal(decode_pnet(logits, offsets, True, scale, threshold)[:, 4], expected[:, 4])
     np.testing.assert_allclose(decode_pnet(logits, offsets, True, scale, threshold), expected, rtol=1e-6, atol=1e-4)
     # The same cells from the probabilities themselves (as the int8 P-Net gives them).
     prob = np.stack([1 - softmax_face(logits), softmax_face(logits)], axis=-1)

@@ -40,10 +40,9 @@ def decode_pnet(faces: np.ndarray, offsets: np.ndarray, logits: bool, scale: flo
     for y in range(h):
         for x in range(w):
             if logits:
-                lead = np.float64(faces[y, x, 1]) - np.float64(faces[y, x, 0])
-                if lead < skip_below:
+                if np.float64(faces[y, x, 1]) - np.float64(faces[y, x, 0]) < skip_below:
                     continue
-                p = np.float32(1.0 / (1.0 + np.exp(-lead)))
+                p = _face_softmax(faces[y, x, 0], faces[y, x, 1])
             else:
                 p = faces[y, x, 1]
             if p >= threshold:
@@ -64,6 +63,17 @@ def decode_pnet(faces: np.ndarray, offsets: np.ndarray, logits: bool, scale: flo
                     out[i, 5 + k] = offsets[y, x, k]
                 i += 1
     return out
+
+
+@njit(cache=True, nogil=True)
+def _face_softmax(not_face: np.float32, face: np.float32) -> np.float32:
+    """Softmax's face probability, step by step in float32 as TFLite's softmax takes them
+    (exp of each logit less the larger, their sum, times the sum's reciprocal), so that it
+    saturates to 1.0 where TFLite's does and ties between candidates stay ties."""
+    top = max(not_face, face)
+    e_not = np.float32(np.exp(np.float64(not_face - top)))
+    e_face = np.float32(np.exp(np.float64(face - top)))
+    return e_face * (np.float32(1.0) / (e_not + e_face))
 
 
 @njit(cache=True, nogil=True)
