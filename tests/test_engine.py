@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import side_by_side
-from edge.perception.engine import main_face
+from edge.perception.engine import FaceEngine, main_face
+from edge.perception.modelset import MODEL_SETS
+from edge.perception.settings import EmbedderSettings, RecognitionSettings, RuntimeSettings
 from edge.faces import BBox, Face
 
 
@@ -109,3 +111,17 @@ def test_same_face_changed_stays_closer_than_another_person(engine, photo, chang
     assert changed is not None
     assert float(original @ changed.embedding) > float(original @ other) + 0.3
     assert float(original @ changed.embedding) > 0.7
+
+
+@pytest.mark.parametrize("model_set", sorted(MODEL_SETS))
+@pytest.mark.parametrize("flip_average", [False, True])
+def test_crops_embedded_together_get_the_vectors_each_gets_alone(model_set, flip_average):
+    settings = RecognitionSettings(model_set=model_set, runtime=RuntimeSettings(num_threads=1),
+                                   embedder=EmbedderSettings(flip_average=flip_average))
+    crops = np.random.default_rng(6).integers(0, 256, (19, 112, 112, 3), dtype=np.uint8)  # more than a chunk
+    with FaceEngine.open(settings) as engine:
+        together = engine.embedder.embed(crops)
+        alone = np.concatenate([engine.embedder.embed(crops[i : i + 1]) for i in range(len(crops))])
+    assert together.shape == (19, engine.embedder.dimension)
+    assert np.array_equal(together, alone)
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)

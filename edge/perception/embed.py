@@ -9,8 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from edge.perception.align import CROP_SIZE
-from edge.perception.litert import ModelError, TfliteModel
+from edge.perception.litert import ModelError, TfliteModel, run_chunked
 from edge.perception.settings import EmbedderSettings
+
+
+MAX_BATCH = 16
+"""Most crops run at once."""
 
 
 class Embedder:
@@ -31,17 +35,23 @@ class Embedder:
         self._model.close()
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
-        """(n, 112, 112, 3) uint8 RGB crops -> (n, D) float32 unit vectors."""
+        """(n, 112, 112, 3) uint8 RGB crops -> (n, D) float32 unit vectors.
+
+        The crops run as one batch (in chunks of MAX_BATCH): the model's weights
+        (37 MB as float32, most of them the last layer's) are then read once for
+        all, and a crop's vector is the same as it alone would give.
+        """
+        if not len(crops):
+            return np.empty((0, self.dimension), np.float32)
+        batch = np.concatenate([crops, crops[:, :, ::-1]]) if self.flip_average else crops
+        raw = run_chunked(self._model, batch, MAX_BATCH)[0]
         out = np.empty((len(crops), self.dimension), np.float32)
-        for i, crop in enumerate(crops):
-            vector = self._raw(crop)
+        for i in range(len(crops)):
+            vector = raw[i]
             if self.flip_average:
-                vector = _unit(vector) + _unit(self._raw(crop[:, ::-1]))
+                vector = _unit(vector) + _unit(raw[len(crops) + i])
             out[i] = _unit(vector)
         return out
-
-    def _raw(self, crop: np.ndarray) -> np.ndarray:
-        return self._model.run(crop[None])[0][0]
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
