@@ -9,9 +9,9 @@ run on one core while it waits. LiteRT lets go of the GIL while a model runs
 
 The gain needs the cores to be free: when other processes keep them busy, a
 lane that waits for the other (or for the GIL) is not running. On 2 cores,
-lanes detected 1.17x as fast as one two-threaded set on a quiet machine
-(benchmarks/results/detect_speed.txt), 1.06x with two busy processes
-beside them (detect_speed_loaded.txt).
+lanes detected 1.17x as fast as one two-threaded set on a quiet machine,
+1.06x with two busy processes beside them (benchmarks/results/
+detect_speed_loaded.txt, and detect_speed.txt as of revision 344189e).
 """
 
 from __future__ import annotations
