@@ -348,8 +348,8 @@ def _pool(x, size, padding):
     return tf.nn.max_pool2d(x, ksize=size, strides=2, padding=padding)
 
 
-def make_forward(role: str, weights: list[np.ndarray], prelu: str) -> Callable:
-    """Return f(raw_rgb_0_255) -> dict of outputs for the given network."""
+def make_forward(role: str, weights: list[np.ndarray], prelu: str, variant: str) -> Callable:
+    """Return f(raw_rgb_0_255) -> dict of outputs for the given network and file variant."""
     w = list(weights)
     w[0], w[1] = _fold_normalisation(w[0], w[1])
 
@@ -358,7 +358,7 @@ def make_forward(role: str, weights: list[np.ndarray], prelu: str) -> Callable:
         x = _pool(x, 2, "SAME")
         x = _prelu_layer(x, w[3], w[4], w[5], prelu)
         x = _prelu_layer(x, w[6], w[7], w[8], prelu)
-        if prelu == "split":  # int8: as the package has it (see the module docstring)
+        if variant == "int8":  # as the package has it (see the module docstring)
             return {"bbox": _linear(x, w[9], w[10]), "prob": tf.nn.softmax(_linear(x, w[11], w[12]))}
         # One 1x1 convolution for both heads: channels 0-1 face logits, 2-5 box regression.
         kernel = np.concatenate([w[11], w[9]], axis=-1)
@@ -398,7 +398,7 @@ def input_signature(role: str) -> tf.TensorSpec:
 def convert(role: str, weights, variant: str, prelu: str,
             calibration: list[np.ndarray] | None = None) -> bytes:
     holder = tf.Module()  # gives the file a signature with named outputs
-    holder.forward = tf.function(make_forward(role, weights, prelu),
+    holder.forward = tf.function(make_forward(role, weights, prelu, variant),
                                  input_signature=[input_signature(role)])
     concrete = holder.forward.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
@@ -862,7 +862,7 @@ def manifest_entry(role: str, variant: str, model: bytes, source: SourceInfo,
     if role != "pnet":
         notes.append("Keras Permute((2,1,3))+Flatten replaced by re-ordering the first dense "
                      "kernel's rows (exact).")
-    elif prelu != "split":
+    elif variant != "int8":
         notes.append("The two 1x1 heads are one convolution with 6 outputs (logits, then box "
                      "offsets); the softmax is left to the runtime.")
     notes.append({

@@ -3,7 +3,7 @@
     gate = MotionGate(MotionSettings())
     search = gate.search(frame.image, frame.time, near=[track.box for track in tracker.live])
     if search is not None:
-        faces = search_faces(engine, frame.image, search)
+        faces = faces_in(engine, frame.image, search)   # edge.door.loop
 
 Pure: no I/O and no clock of its own. Each frame is shrunk to a small grey
 image (``width`` pixels wide, blurred against sensor noise) and compared

@@ -34,8 +34,7 @@ def decode_pnet(faces: np.ndarray, offsets: np.ndarray, logits: bool, scale: flo
     skip_below = -np.inf
     if logits and 0.0 < threshold < 1.0:
         skip_below = np.log(threshold / (1.0 - threshold)) - 0.01
-    prob = np.empty((h, w), dtype=np.float32)
-    keep = np.zeros((h, w), dtype=np.bool_)
+    prob = np.full((h, w), -1.0, dtype=np.float32)  # -1: skipped, below any threshold
     count = 0
     for y in range(h):
         for x in range(w):
@@ -45,15 +44,14 @@ def decode_pnet(faces: np.ndarray, offsets: np.ndarray, logits: bool, scale: flo
                 p = _face_softmax(faces[y, x, 0], faces[y, x, 1])
             else:
                 p = faces[y, x, 1]
+            prob[y, x] = p
             if p >= threshold:
-                prob[y, x] = p
-                keep[y, x] = True
                 count += 1
     out = np.empty((count, 9), dtype=np.float32)
     i = 0
     for y in range(h):
         for x in range(w):
-            if keep[y, x]:
+            if prob[y, x] >= threshold:
                 out[i, 0] = (PNET_STRIDE * x) / scale
                 out[i, 1] = (PNET_STRIDE * (y + first_row)) / scale
                 out[i, 2] = (PNET_STRIDE * x + PNET_CELL) / scale
